@@ -1,0 +1,54 @@
+"""The agent interface: small, batch-first, benchmark-aware.
+
+The harness calls, for a rollout over N envs:
+
+1. ``agent.configure(benchmark, protocol)`` once, before any episode (choose the output mapping).
+2. ``agent.reset(env_ids)`` whenever those envs start an episode (or a CALVIN subtask): drop any per-env state.
+3. ``agent.act(obs, env_ids)`` with the observations of the envs that need an action, stacked on axis 0
+   (``image`` (B, 224, 224, 3) uint8, ``wrist_image`` likewise, ``language`` a list of B strings,
+   ``proprio`` (B, D) float32 when the env provides it). It returns an action chunk per env:
+   float32 array (B, chunk, 7) in the env contract (gripper +1 open / -1 close).
+   The harness executes the first ``execute_steps`` actions of each chunk open-loop (fewer if the chunk is
+   shorter) before asking again; that logic lives in one place (``harness.chunking``).
+4. ``agent.close()`` at the end.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+Observation = dict[str, Any]
+
+
+class Agent(abc.ABC):
+    """Base class for every policy. Subclasses set ``chunk_size`` and ``execute_steps``."""
+
+    #: actions the agent returns per query
+    chunk_size: int = 1
+    #: how many of them the harness executes open-loop before querying again (<= chunk_size)
+    execute_steps: int = 1
+
+    def configure(self, benchmark: str, protocol: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Called once before rollouts with the benchmark name and the protocol dict."""
+
+    def reset(self, env_ids: Sequence[int]) -> None:  # noqa: B027 - optional hook
+        """A new episode (or CALVIN subtask) starts in these envs."""
+
+    @abc.abstractmethod
+    def act(self, obs: Observation, env_ids: Sequence[int]) -> np.ndarray:
+        """Return float32 actions of shape (len(env_ids), chunk, 7)."""
+
+    def load_weights(self, checkpoint: str) -> None:
+        """Swap in another checkpoint's weights (used by sweeps); agents without weights refuse."""
+        raise NotImplementedError(f"{type(self).__name__} has no weights to load")
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+
+def batch_size(obs: Observation) -> int:
+    return len(obs["language"])

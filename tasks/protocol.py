@@ -1,0 +1,46 @@
+"""Protocols are data: every constant that changes a score lives in a frozen dataclass with a digest."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=_jsonable)
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__} into a protocol")
+
+
+def digest_of(data: Any) -> str:
+    """First 16 hex digits of the SHA-256 of the canonical JSON: two runs are comparable iff digests match."""
+    return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """Base for benchmark protocols. Subclasses add fields; ``benchmark`` and ``name`` identify them."""
+
+    benchmark: str
+    name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(canonical_json(dataclasses.asdict(self)))
+
+    @property
+    def digest(self) -> str:
+        return digest_of(self.to_dict())
+
+    def replace(self, **changes: Any) -> Protocol:
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise KeyError(f"unknown {self.benchmark} protocol field(s) {unknown}")
+        return dataclasses.replace(self, **changes)
