@@ -1,0 +1,163 @@
+"""CALVIN ABC->D (scene D): its 34 tasks, their instructions, its protocols and its episode plan.
+Imports no simulator.
+
+An episode is a chain: one of the 1000 evaluation chains, each an initial condition plus five tasks done in
+order without a reset. The plan has one :class:`EpisodeKey` per chain with ``task_index=0``,
+``task="chain"`` and ``within_task`` = the chain index; the subtasks of a chain live in the chains file
+(``eval_sequences.json``) and appear in ``info`` and ``episode_metrics`` while it runs.
+
+Protocols:
+
+- ``vlm4vla`` (default): the published evaluation. 360 steps per subtask, success checked after every step
+  against the state when the subtask started, the chain ends at the first failed subtask; static camera
+  200x200 and gripper camera 84x84 rendered with TinyRenderer and resized to 224 (linear); LED/button
+  behaviour of calvin_env commit 1431a46 (a reset leaves the button's toggle state off); policies execute
+  all 10 actions of a chunk.
+- ``vlm4vla_static``: the same with the gripper camera not rendered (the paper's policy sees only the
+  static camera; about twice as fast). Same scores, different digest.
+- ``fixed_button``: the newer calvin_env's LED/button behaviour (the toggle state follows the LED). Scores
+  are not comparable with the published ones.
+- ``egl``: the EGL (OpenGL) renderer, as the dataset and the official evaluation use. Needs PyBullet's EGL
+  plugin and an EGL device; images differ from TinyRenderer's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from tasks.plan import EpisodeKey
+from tasks.protocol import Protocol
+
+NAME = "calvin"
+ENV_ID = "VLA/Calvin-v0"
+CHAIN_TASK = "chain"
+
+# The first validation annotation of each task (CALVIN's new_playtable_validation.yaml), in the task order of
+# CALVIN's task definitions.
+INSTRUCTIONS: dict[str, str] = {
+    "rotate_red_block_right": "take the red block and rotate it to the right",
+    "rotate_red_block_left": "take the red block and rotate it to the left",
+    "rotate_blue_block_right": "take the blue block and rotate it to the right",
+    "rotate_blue_block_left": "take the blue block and rotate it to the left",
+    "rotate_pink_block_right": "take the pink block and rotate it to the right",
+    "rotate_pink_block_left": "take the pink block and rotate it to the left",
+    "push_red_block_right": "go push the red block right",
+    "push_red_block_left": "go push the red block left",
+    "push_blue_block_right": "go push the blue block right",
+    "push_blue_block_left": "go push the blue block left",
+    "push_pink_block_right": "go push the pink block right",
+    "push_pink_block_left": "go push the pink block left",
+    "move_slider_left": "push the sliding door to the left side",
+    "move_slider_right": "push the sliding door to the right side",
+    "open_drawer": "pull the handle to open the drawer",
+    "close_drawer": "push the handle to close the drawer",
+    "lift_red_block_table": "grasp and lift the red block",
+    "lift_red_block_slider": "lift the red block from the sliding cabinet",
+    "lift_red_block_drawer": "Take the red block from the drawer",
+    "lift_blue_block_table": "grasp and lift the blue block",
+    "lift_blue_block_slider": "lift the blue block from the sliding cabinet",
+    "lift_blue_block_drawer": "Take the blue block from the drawer",
+    "lift_pink_block_table": "grasp and lift the pink block",
+    "lift_pink_block_slider": "lift the pink block from the sliding cabinet",
+    "lift_pink_block_drawer": "Take the pink block from the drawer",
+    "place_in_slider": "store the grasped block in the sliding cabinet",
+    "place_in_drawer": "store the grasped block in the drawer",
+    "stack_block": "stack the grasped block",
+    "unstack_block": "remove the stacked block",
+    "turn_on_lightbulb": "use the switch to turn on the light bulb",
+    "turn_off_lightbulb": "use the switch to turn off the light bulb",
+    "turn_on_led": "press the button to turn on the led light",
+    "turn_off_led": "press the button to turn off the led light",
+    "push_into_drawer": "slide the block that it falls into the drawer",
+}
+TASK_NAMES: tuple[str, ...] = tuple(INSTRUCTIONS)
+NUM_CHAINS = 1000
+CAMERAS = ("static", "gripper")
+RENDERERS = ("tiny", "egl")
+BUTTON_MODES = ("1431a46", "fixed")
+RESIZE_INTERPOLATIONS = ("linear", "area", "cubic", "nearest")
+
+
+def instruction(task: str) -> str:
+    if task not in INSTRUCTIONS:
+        raise KeyError(f"unknown CALVIN task {task!r}; known tasks: {sorted(INSTRUCTIONS)}")
+    return INSTRUCTIONS[task]
+
+
+@dataclasses.dataclass(frozen=True)
+class CalvinProtocol(Protocol):
+    """Every constant that changes a CALVIN score."""
+
+    benchmark: str = NAME
+    name: str = "vlm4vla"
+    scene: str = "D"
+    num_chains: int = NUM_CHAINS
+    chain_length: int = 5
+    max_steps_per_subtask: int = 360
+    success: str = "any_step"  # checked after every step against the subtask's start state
+    cameras: tuple[str, ...] = CAMERAS
+    static_size: int = 200  # native render sizes, as in the dataset
+    gripper_size: int = 84
+    image_size: int = 224
+    resize_interpolation: str = "linear"
+    renderer: str = "tiny"
+    button_mode: str = "1431a46"
+    gripper_threshold: float = 0.0  # contract gripper input > threshold -> open (+1), else close (-1)
+    execute_steps: int = 10  # actions of each predicted chunk executed open-loop
+    control_freq: int = 30
+    physics: str = "pybullet==3.2.7 calvin_env@1431a46 physics"
+
+    def __post_init__(self) -> None:
+        for field in ("num_chains", "max_steps_per_subtask", "static_size", "gripper_size", "image_size",
+                      "execute_steps"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"protocol field {field} must be >= 1, got {getattr(self, field)}")
+        if not 1 <= self.chain_length <= 5:
+            raise ValueError(f"chain_length must be in 1..5, got {self.chain_length}")
+        if self.num_chains > NUM_CHAINS:
+            raise ValueError(f"num_chains must be <= {NUM_CHAINS}, got {self.num_chains}")
+        unknown = [c for c in self.cameras if c not in CAMERAS]
+        if unknown or "static" not in self.cameras:
+            raise ValueError(f"cameras must include 'static' and only name {CAMERAS}, got {self.cameras}")
+        if self.renderer not in RENDERERS:
+            raise ValueError(f"renderer must be one of {RENDERERS}, got {self.renderer!r}")
+        if self.button_mode not in BUTTON_MODES:
+            raise ValueError(f"button_mode must be one of {BUTTON_MODES}, got {self.button_mode!r}")
+        if self.resize_interpolation not in RESIZE_INTERPOLATIONS:
+            raise ValueError(
+                f"resize_interpolation must be one of {RESIZE_INTERPOLATIONS}, got {self.resize_interpolation!r}"
+            )
+        if self.success != "any_step" or self.scene != "D" or self.control_freq != 30:
+            raise ValueError("only scene 'D', success 'any_step' and control_freq 30 are supported")
+
+
+PROTOCOLS: dict[str, CalvinProtocol] = {
+    "vlm4vla": CalvinProtocol(),
+    "vlm4vla_static": CalvinProtocol(name="vlm4vla_static", cameras=("static",)),
+    "fixed_button": CalvinProtocol(name="fixed_button", button_mode="fixed"),
+    "egl": CalvinProtocol(name="egl", renderer="egl"),
+}
+DEFAULT_PROTOCOL = "vlm4vla"
+
+
+class CalvinBenchmark:
+    name = NAME
+    env_id = ENV_ID
+    task_names = TASK_NAMES
+
+    def protocol(self, name: str | None = None, **overrides: Any) -> CalvinProtocol:
+        key = DEFAULT_PROTOCOL if name is None else name
+        if key not in PROTOCOLS:
+            raise KeyError(f"unknown {NAME} protocol {key!r}; known: {sorted(PROTOCOLS)}")
+        base = PROTOCOLS[key]
+        return base.replace(**overrides) if overrides else base  # type: ignore[return-value]
+
+    def episode_plan(self, protocol: Protocol) -> list[EpisodeKey]:
+        """Chain k is episode k (``task_index`` 0, ``task`` "chain", ``within_task`` k)."""
+        if not isinstance(protocol, CalvinProtocol):
+            raise TypeError(f"expected a CalvinProtocol, got {type(protocol).__name__}")
+        return [EpisodeKey(index=k, task_index=0, task=CHAIN_TASK, within_task=k) for k in range(protocol.num_chains)]
+
+
+BENCHMARK = CalvinBenchmark()

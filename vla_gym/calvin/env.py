@@ -1,0 +1,300 @@
+"""``VLA/Calvin-v0``: CALVIN ABC->D (scene D) as a Gymnasium env whose episode is a 5-task chain.
+
+Reset options (all optional):
+
+- ``episode`` (int): chain k of the protocol's plan: its initial condition and its five tasks.
+- ``task`` (str) or ``tasks`` (list of str): a single task (or a custom sequence) instead of the chain's
+  tasks, started from the scene of ``condition`` if given, else of chain ``episode``, else of a chain picked
+  by the seed. ``info["episode"]`` is then -1 unless the scene came from ``episode``.
+- ``condition`` (dict): an initial condition in the chains file's format (needs ``task``/``tasks``).
+
+Without options the seed picks a chain. Every reset rebuilds the PyBullet world from scratch (about 0.25 s),
+so an episode's physics never depends on what ran before it in the process.
+
+Per step: the action moves the robot's target pose, 8 physics substeps run, the button/switch logic runs,
+then the current subtask's check compares the state at the start of the subtask with the current one. A
+success starts the next subtask at once (``info["subtask_changed"]``); the episode terminates after the last
+success or when a subtask reaches ``max_steps_per_subtask`` steps without success.
+
+``info["success"]`` is True only on the step that completes the whole chain (all of its tasks);
+``info["subtask_success"]`` is True on every step that completes a subtask; ``info["chain_length"]`` counts
+the subtasks completed so far.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import gymnasium as gym
+import numpy as np
+
+from tasks.calvin import BENCHMARK, TASK_NAMES, CalvinProtocol, instruction
+from tasks.protocol import Protocol
+from vla_gym import contract
+from vla_gym.calvin import predicates
+from vla_gym.calvin.assets import resolve_data_dir
+from vla_gym.calvin.conditions import load_chains, scene_obs_for
+from vla_gym.calvin.robot import GRIPPER_JOINTS
+from vla_gym.calvin.scene import BLOCKS
+from vla_gym.calvin.world import CalvinWorld
+
+_INTERPOLATION = {
+    "linear": cv2.INTER_LINEAR,
+    "area": cv2.INTER_AREA,
+    "cubic": cv2.INTER_CUBIC,
+    "nearest": cv2.INTER_NEAREST,
+}
+_RESET_OPTIONS = {"episode": int, "task": str, "tasks": (list, tuple), "condition": dict}
+PROPRIO_DIM = 15  # robot_obs
+
+
+def _make_protocol(protocol: str | Protocol | None, overrides: dict[str, Any] | None) -> CalvinProtocol:
+    if protocol is None or isinstance(protocol, str):
+        return BENCHMARK.protocol(protocol, **(overrides or {}))
+    if not isinstance(protocol, CalvinProtocol):
+        raise TypeError(f"protocol must be a name, a CalvinProtocol or None, got {type(protocol).__name__}")
+    return protocol.replace(**overrides) if overrides else protocol  # type: ignore[return-value]
+
+
+class CalvinEnv(gym.Env):
+    """Scene D of CALVIN with the published evaluation protocol (see the module docstring)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(
+        self,
+        protocol: str | Protocol | None = None,
+        protocol_overrides: dict[str, Any] | None = None,
+        action_mode: str = "contract",
+        proprio: bool = False,
+        data_dir: str | None = None,
+        download: bool = True,
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.benchmark = BENCHMARK.name
+        self.protocol = _make_protocol(protocol, protocol_overrides)
+        self.protocol_digest = self.protocol.digest
+        self.episode_plan = BENCHMARK.episode_plan(self.protocol)
+        self.action_mode = contract.check_action_mode(action_mode)
+        self.proprio = bool(proprio)
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
+        self.data_dir = resolve_data_dir(data_dir, download_missing=download)
+        self.chains = load_chains(self.data_dir)
+        if len(self.chains) < self.protocol.num_chains:
+            raise ValueError(f"the chains file has {len(self.chains)} chains, the protocol needs {self.protocol.num_chains}")
+        self._wrist = "gripper" in self.protocol.cameras
+        self.observation_space = contract.observation_space(
+            wrist=self._wrist, proprio_dim=PROPRIO_DIM if self.proprio else None, image_size=self.protocol.image_size
+        )
+        self.action_space = contract.action_space()
+        self.world = CalvinWorld(
+            self.data_dir,
+            renderer=self.protocol.renderer,
+            button_mode=self.protocol.button_mode,
+            camera_sizes={"static": self.protocol.static_size, "gripper": self.protocol.gripper_size},
+        )
+        self._tasks: tuple[str, ...] = ()
+        self._episode = -1
+        self._index = 0
+        self._start: predicates.Snapshot | None = None
+        self._subtask_steps: list[int] = []
+        self._subtask_success: list[bool] = []
+        self._gripper_thresholded = 0
+        self._steps = 0
+        self._done = True
+        self._last_obs: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------------------------------------- reset
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        opts = contract.check_reset_options(options, _RESET_OPTIONS)
+        condition, tasks, episode = self._choose(opts)
+        self.world.reset_to(scene_obs_for(condition))
+        self._tasks = tasks
+        self._episode = episode
+        self._index = 0
+        self._subtask_steps = [0]
+        self._subtask_success = []
+        self._gripper_thresholded = 0
+        self._steps = 0
+        self._done = False
+        self._start = self._snapshot()
+        obs = self._observe()
+        return obs, self._info(subtask_changed=True, subtask_success=False)
+
+    def _choose(self, opts: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...], int]:
+        n = self.protocol.num_chains
+        if "episode" in opts:
+            k = int(opts["episode"])
+            if not 0 <= k < n:
+                raise ValueError(f"reset option episode={k} is out of range: the protocol has chains 0..{n - 1}")
+        else:
+            k = int(self.np_random.integers(n))
+        if "task" in opts and "tasks" in opts:
+            raise ValueError("give either reset option 'task' or 'tasks', not both")
+        custom: tuple[str, ...] | None = None
+        if "task" in opts:
+            custom = (opts["task"],)
+        elif "tasks" in opts:
+            custom = tuple(opts["tasks"])
+            if not custom:
+                raise ValueError("reset option 'tasks' must name at least one task")
+        if custom is not None:
+            for task in custom:
+                instruction(task)  # KeyError naming the known tasks
+        if "condition" in opts:
+            if custom is None:
+                raise ValueError("reset option 'condition' needs 'task' or 'tasks' (which tasks to run from it)")
+            return dict(opts["condition"]), custom, -1
+        condition, chain_tasks = self.chains[k]
+        if custom is None:
+            return condition, chain_tasks[: self.protocol.chain_length], k
+        return condition, custom, k if "episode" in opts else -1
+
+    # ------------------------------------------------------------------------------------------------ step
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        if self._done:
+            raise contract.EpisodeOverError()
+        act = self._convert(action)
+        self.world.step(act)
+        self._steps += 1
+        self._subtask_steps[-1] += 1
+        now = self._snapshot()
+        assert self._start is not None
+        task = self._tasks[self._index]
+        solved = predicates.solved(task, self._start, now)
+        changed = False
+        terminated = False
+        if solved:
+            self._subtask_success.append(True)
+            self._index += 1
+            if self._index == len(self._tasks):
+                terminated = True
+            else:
+                self._start = now  # the next subtask starts from this state, without a reset
+                self._subtask_steps.append(0)
+                changed = True
+        elif self._subtask_steps[-1] >= self.protocol.max_steps_per_subtask:
+            self._subtask_success.append(False)
+            terminated = True
+        self._done = terminated
+        obs = self._observe()
+        info = self._info(subtask_changed=changed, subtask_success=solved)
+        if terminated:
+            info["episode_metrics"] = {
+                "chain_length": int(sum(self._subtask_success)),
+                "chain_tasks": list(self._tasks),
+                "subtask_success": list(self._subtask_success),
+                "subtask_steps": list(self._subtask_steps),
+            }
+        reward = 1.0 if solved else 0.0
+        return obs, reward, terminated, False, info
+
+    def _convert(self, action: Any) -> np.ndarray:
+        act = contract.validate_action(action).astype(np.float64)
+        g = act[6]
+        if self.action_mode == "native":
+            if g not in (1.0, -1.0):
+                raise ValueError(f"native CALVIN actions need the gripper exactly +1 (open) or -1 (close), got {g}")
+            return act
+        if g not in (1.0, -1.0):
+            self._gripper_thresholded += 1
+        act[6] = 1.0 if g > self.protocol.gripper_threshold else -1.0
+        return act
+
+    # ------------------------------------------------------------------------------------ observation/info
+    def _snapshot(self) -> predicates.Snapshot:
+        return predicates.snapshot(self.world.cid, self.world.robot.uid, self.world.table)
+
+    def _resize(self, image: np.ndarray) -> np.ndarray:
+        size = self.protocol.image_size
+        if image.shape[0] == size:
+            return np.ascontiguousarray(image)
+        return cv2.resize(image, (size, size), interpolation=_INTERPOLATION[self.protocol.resize_interpolation])
+
+    def _observe(self) -> dict[str, Any]:
+        cams = self.world.cameras
+        assert cams is not None
+        obs: dict[str, Any] = {"image": self._resize(cams.static())}
+        if self._wrist:
+            obs["wrist_image"] = self._resize(cams.gripper())
+        obs["language"] = instruction(self._tasks[min(self._index, len(self._tasks) - 1)])
+        if self.proprio:
+            obs["proprio"] = self.world.robot.observation().astype(np.float32)
+        self._last_obs = obs
+        return obs
+
+    def _info(self, *, subtask_changed: bool, subtask_success: bool) -> dict[str, Any]:
+        current = self._tasks[min(self._index, len(self._tasks) - 1)]
+        return {
+            "success": self._index == len(self._tasks),
+            "task": current,
+            "task_index": TASK_NAMES.index(current),
+            "episode": self._episode,
+            "subtask_index": min(self._index, len(self._tasks) - 1),
+            "subtask_changed": subtask_changed,
+            "subtask_success": subtask_success,
+            "chain_length": int(sum(self._subtask_success)),
+            "chain_tasks": list(self._tasks),
+            "completed_tasks": list(self._tasks[: self._index]),
+            "subtask_steps": list(self._subtask_steps),
+            "gripper_thresholded": self._gripper_thresholded,
+            "steps": self._steps,
+        }
+
+    # --------------------------------------------------------------------------------------------- extras
+    def privileged_state(self) -> dict[str, Any]:
+        """Simulator ground truth for scripted experts (not for real policies)."""
+        world = self.world
+        robot, table = world.robot, world.table
+        tcp_pos, tcp_orn = robot.tcp_pose()
+        snap = self._snapshot()
+        blocks = {
+            name: {
+                "pos": snap.blocks[name].pos.copy(),
+                "orn": snap.blocks[name].orn.copy(),
+                "lin_vel": snap.blocks[name].lin_vel.copy(),
+                "ang_vel": snap.blocks[name].ang_vel.copy(),
+                "contacts": sorted(snap.blocks[name].contacts),
+            }
+            for name, _ in BLOCKS
+        }
+        robot_obs = robot.observation()
+        return {
+            "robot_obs": robot_obs,
+            "scene_obs": table.observation(),
+            "tcp_pos": np.array(tcp_pos),
+            "tcp_orn": np.array(tcp_orn),
+            "tcp_target_pos": robot.target_pos.copy(),
+            "tcp_target_euler": robot.target_orn.copy(),
+            "arm_joints": robot_obs[7:14].copy(),
+            "gripper_width": float(robot_obs[6]),
+            "gripper_joints": list(GRIPPER_JOINTS),
+            "blocks": blocks,
+            "doors": dict(snap.doors),
+            "button_joint": table.joint_state("base__button"),
+            "switch_joint": table.joint_state("base__switch"),
+            "lights": dict(snap.lights),
+            "button_toggle_on": table.button_on,
+            "body_ids": {"robot": robot.uid, "table": table.table, "plane": table.plane, **table.blocks},
+            "table_links": dict(table.links),
+            "tasks": list(self._tasks),
+            "subtask_index": self._index,
+        }
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        if self._last_obs is None:
+            raise RuntimeError("call reset() before render()")
+        return self._last_obs["image"]
+
+    def close(self) -> None:
+        world = getattr(self, "world", None)
+        if world is not None:
+            world.close()
+        super().close()
