@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from vla_gym.calvin.assets import sequences_file
+
 SEQUENCES_FILE = "eval_sequences.json"
 CHAIN_LENGTH = 5
 
@@ -87,8 +89,11 @@ def scene_obs_for(condition: Mapping[str, Any]) -> np.ndarray:
 
 
 def load_chains(data_dir: Path) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
-    """The evaluation chains in file order: (initial condition, five task names)."""
-    path = data_dir / SEQUENCES_FILE
+    """The evaluation chains in file order: (initial condition, five task names).
+
+    The folder's own chains file if it has one, else the generated one (see ``assets.sequences_file``).
+    """
+    path = sequences_file(data_dir)
     with open(path) as f:
         raw = json.load(f)
     chains = []
