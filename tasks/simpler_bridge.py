@@ -1,0 +1,140 @@
+"""SimplerEnv-Bridge (WidowX, ManiSkill3 digital twins): its four tasks, protocols and episode plan.
+Imports no simulator.
+
+Protocols:
+
+- ``vlm4vla`` (default): the 3rd-person camera rendered at 640x480 (Logitech C920 intrinsics), green-screened
+  onto the real photo of the scene, then resized to 224x224 with area interpolation (OpenCV ``INTER_AREA``);
+  60 steps per episode (120 for the eggplant), no early termination; success = the flag at the final step;
+  24 episodes per task (``episode_id`` 0..23, the original SimplerEnv layouts).
+- ``vlm4vla_fast``: like ``vlm4vla`` but rendered straight at 224x224 with the intrinsics scaled by 224/640
+  and 224/480 (same field of view; the green-screen photo is resized to 224 too). Not comparable with the
+  default (different digest).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from tasks.plan import EpisodeKey
+from tasks.protocol import Protocol
+
+NAME = "simpler_bridge"
+ENV_ID = "VLA/SimplerBridge-v0"
+
+TASK_NAMES: tuple[str, ...] = ("spoon_on_towel", "carrot_on_plate", "stack_cube", "eggplant_in_basket")
+
+INSTRUCTIONS: dict[str, str] = {
+    "spoon_on_towel": "put the spoon on the towel",
+    "carrot_on_plate": "put carrot on plate",
+    "stack_cube": "stack the green block on the yellow block",
+    "eggplant_in_basket": "put eggplant into yellow basket",
+}
+
+RESIZE_INTERPOLATIONS = ("area", "linear", "cubic", "lanczos")
+# The C920 intrinsics SimplerEnv's Bridge camera uses, at 640x480.
+CAMERA_INTRINSICS_640x480 = (623.588, 623.588, 319.501, 239.545)  # fx, fy, cx, cy
+
+
+def instruction(task: str) -> str:
+    if task not in INSTRUCTIONS:
+        raise KeyError(f"unknown {NAME} task {task!r}; known: {list(TASK_NAMES)}")
+    return INSTRUCTIONS[task]
+
+
+@dataclasses.dataclass(frozen=True)
+class SimplerBridgeProtocol(Protocol):
+    """Every constant that changes a SimplerEnv-Bridge score."""
+
+    benchmark: str = NAME
+    name: str = "vlm4vla"
+    camera: str = "3rd_view_camera"
+    render_width: int = 640
+    render_height: int = 480
+    image_size: int = 224
+    resize_interpolation: str = "area"  # OpenCV INTER_AREA (only used when the render size differs)
+    green_screen: bool = True
+    max_steps: int = 60
+    max_steps_eggplant: int = 120
+    episodes_per_task: int = 24
+    success: str = "final_step"  # the success flag at the last step (episodes run to truncation)
+    consecutive_grasp_steps: int = 5  # "grasped_consecutive": the source object held this many steps in a row
+    eggplant_layouts: str = (
+        "simpler_8x3"  # 8 positions x yaws (0, +45, -45 deg) as in the original SimplerEnv
+    )
+    rotation_input: str = "euler_xyz"  # contract rotation: roll/pitch/yaw deltas, converted to axis-angle
+    control_freq: int = 5
+    sim_freq: int = 500
+    simulator: str = "mani-skill==3.0.1 sapien==3.0.3 physx_cpu"
+
+    def __post_init__(self) -> None:
+        if self.resize_interpolation not in RESIZE_INTERPOLATIONS:
+            raise ValueError(
+                f"resize_interpolation must be one of {RESIZE_INTERPOLATIONS}, got {self.resize_interpolation!r}"
+            )
+        for field in ("render_width", "render_height", "image_size", "max_steps", "max_steps_eggplant"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"protocol field {field} must be >= 1, got {getattr(self, field)}")
+        if not 1 <= self.episodes_per_task <= 24:
+            raise ValueError(f"episodes_per_task must be in 1..24, got {self.episodes_per_task}")
+        if self.success != "final_step":
+            raise ValueError(f"success must be 'final_step', got {self.success!r}")
+        if self.eggplant_layouts not in ("simpler_8x3", "maniskill3_8x8"):
+            raise ValueError(
+                f"eggplant_layouts must be 'simpler_8x3' or 'maniskill3_8x8', got {self.eggplant_layouts!r}"
+            )
+        if self.rotation_input != "euler_xyz":
+            raise ValueError(f"rotation_input must be 'euler_xyz', got {self.rotation_input!r}")
+        if (self.control_freq, self.sim_freq) != (5, 500):
+            raise ValueError("control_freq/sim_freq are fixed by the Bridge digital twins at 5/500 Hz")
+        if self.consecutive_grasp_steps != 5:
+            raise ValueError("consecutive_grasp_steps is fixed at 5 by ManiSkill's Bridge envs")
+
+    def max_steps_for(self, task: str) -> int:
+        instruction(task)  # validates the name
+        return self.max_steps_eggplant if task == "eggplant_in_basket" else self.max_steps
+
+    def intrinsics(self) -> tuple[float, float, float, float]:
+        """fx, fy, cx, cy at the render size: the C920's scaled so the field of view stays the same."""
+        fx, fy, cx, cy = CAMERA_INTRINSICS_640x480
+        sx, sy = self.render_width / 640.0, self.render_height / 480.0
+        return fx * sx, fy * sy, cx * sx, cy * sy
+
+
+PROTOCOLS: dict[str, SimplerBridgeProtocol] = {
+    "vlm4vla": SimplerBridgeProtocol(),
+    "vlm4vla_fast": SimplerBridgeProtocol(name="vlm4vla_fast", render_width=224, render_height=224),
+}
+DEFAULT_PROTOCOL = "vlm4vla"
+# short aliases accepted by ``protocol()``
+_ALIASES = {"default": "vlm4vla", "fast": "vlm4vla_fast"}
+
+
+class SimplerBridgeBenchmark:
+    name = NAME
+    env_id = ENV_ID
+    task_names = TASK_NAMES
+
+    def protocol(self, name: str | None = None, **overrides: Any) -> SimplerBridgeProtocol:
+        key = DEFAULT_PROTOCOL if name is None else _ALIASES.get(name, name)
+        if key not in PROTOCOLS:
+            raise KeyError(
+                f"unknown {NAME} protocol {name!r}; known: {sorted(PROTOCOLS)} (aliases {sorted(_ALIASES)})"
+            )
+        base = PROTOCOLS[key]
+        return base.replace(**overrides) if overrides else base  # type: ignore[return-value]
+
+    def episode_plan(self, protocol: Protocol) -> list[EpisodeKey]:
+        """Task k // n, ``episode_id`` k % n, with n = ``protocol.episodes_per_task`` (24: 96 episodes)."""
+        if not isinstance(protocol, SimplerBridgeProtocol):
+            raise TypeError(f"expected a SimplerBridgeProtocol, got {type(protocol).__name__}")
+        per_task = protocol.episodes_per_task
+        return [
+            EpisodeKey(index=t * per_task + j, task_index=t, task=name, within_task=j)
+            for t, name in enumerate(TASK_NAMES)
+            for j in range(per_task)
+        ]
+
+
+BENCHMARK = SimplerBridgeBenchmark()
