@@ -32,7 +32,8 @@ def test_validate_action_refuses_bad_input(action, message):
 def test_reset_options_checked():
     allowed = {"episode": int}
     assert check_reset_options(None, allowed) == {}
-    assert check_reset_options({"episode": np.int64(3)}, allowed) == {"episode": 3}
+    checked = check_reset_options({"episode": np.int64(3)}, allowed)
+    assert checked == {"episode": 3} and type(checked["episode"]) is int
     with pytest.raises(KeyError, match="unknown reset option"):
         check_reset_options({"epsiode": 3}, allowed)
     with pytest.raises(ValueError, match="must be int"):

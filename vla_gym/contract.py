@@ -94,14 +94,16 @@ def check_reset_options(options: Any, allowed: Mapping[str, type | tuple[type, .
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise KeyError(f"unknown reset option(s) {unknown}; known options: {sorted(allowed)}")
+    checked: dict[str, Any] = {}
     for key, value in options.items():
-        types = allowed[key]
+        types = allowed[key] if isinstance(allowed[key], tuple) else (allowed[key],)
+        if isinstance(value, np.integer) and int in types:
+            value = int(value)  # numpy ints from index arithmetic are fine; hand on a plain int
         if isinstance(value, bool) or not isinstance(value, types):
-            if isinstance(value, np.integer) and int in (types if isinstance(types, tuple) else (types,)):
-                continue
-            expected = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+            expected = " or ".join(t.__name__ for t in types)
             raise ValueError(f"reset option {key!r} must be {expected}, got {type(value).__name__} {value!r}")
-    return dict(options)
+        checked[key] = value
+    return checked
 
 
 class EpisodeOverError(RuntimeError):
