@@ -282,6 +282,8 @@ class CalvinEnv(gym.Env):
             "button_toggle_on": table.button_on,
             "body_ids": {"robot": robot.uid, "table": table.table, "plane": table.plane, **table.blocks},
             "table_links": dict(table.links),
+            # drawer / slide / switch / button: joint, limits, world axis, link pose, named world points
+            "fixtures": table.fixtures(),
             "tasks": list(self._tasks),
             "subtask_index": self._index,
         }

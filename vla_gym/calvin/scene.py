@@ -42,6 +42,24 @@ LIGHT_OFF_COLOR = (1.0, 1.0, 1.0, 1.0)
 # the LED on, the first press "turns it on" again) or "fixed" (the toggle state follows the LED).
 BUTTON_MODES = ("1431a46", "fixed")
 
+# Ground truth for scripted experts: named points on the moving fixtures, in their link's frame (metres, after
+# the 0.8 scaling), measured on the scene-D collision meshes by ray casts. ``PlayTable.fixtures`` maps them to
+# the world through the links' current poses. fixture -> (link, joint, {point: xyz in the link frame}).
+FIXTURE_POINTS: dict[str, tuple[str, str, dict[str, tuple[float, float, float]]]] = {
+    "drawer": ("drawer_link", "base__drawer", {
+        "handle": (0.0, 0.04, 0.246),  # centre of the handle bar
+        "inside_corner_a": (-0.176, 0.022, 0.1564),  # opposite corners of the box inside the walls, on the floor
+        "inside_corner_b": (0.176, 0.022, -0.037),
+    }),
+    "slide": ("slide_link", "base__slide", {
+        "knob": (0.14, -0.0666, 0.0608),  # centre of the knob
+        "door_left_edge": (0.0, 0.0, 0.0),  # x-extent of the door panel (its y, z are not meaningful)
+        "door_right_edge": (0.28, 0.0, 0.0),
+    }),
+    "switch": ("switch_link", "base__switch", {"knob": (0.0, 0.0483, -0.0078)}),
+    "button": ("button_link", "base__button", {"top": (0.0, 0.025, 0.0)}),  # centre of the pressing face
+}
+
 
 @dataclass
 class Light:
@@ -115,6 +133,35 @@ class PlayTable:
 
     def joint_state(self, joint: str) -> float:
         return p.getJointState(self.table, self.joints[joint], physicsClientId=self.cid)[0]
+
+    def link_pose(self, link: str) -> tuple[np.ndarray, np.ndarray]:
+        """World pose (position, quaternion xyzw) of a table link's frame as of the last simulation update."""
+        if link not in self.links or self.links[link] < 0:
+            raise KeyError(f"unknown movable table link {link!r}; known: {sorted(k for k, v in self.links.items() if v >= 0)}")
+        state = p.getLinkState(self.table, self.links[link], physicsClientId=self.cid)
+        return np.array(state[4], dtype=np.float64), np.array(state[5], dtype=np.float64)
+
+    def fixtures(self) -> dict[str, dict[str, object]]:
+        """Per fixture: joint value, limits, world motion axis (+q direction), link pose and named world points.
+
+        Read-only (no forward kinematics is forced), so querying it never changes the simulation.
+        """
+        out: dict[str, dict[str, object]] = {}
+        for name, (link, joint, points) in FIXTURE_POINTS.items():
+            pos, orn = self.link_pose(link)
+            rot = np.array(p.getMatrixFromQuaternion(orn), dtype=np.float64).reshape(3, 3)
+            info = p.getJointInfo(self.table, self.joints[joint], physicsClientId=self.cid)
+            out[name] = {
+                "joint": self.joint_state(joint),
+                "limits": (float(info[8]), float(info[9])),
+                "axis": rot @ np.array(info[13], dtype=np.float64),
+                "link_pos": pos,
+                "link_orn": orn,
+                "points": {k: pos + rot @ np.array(v, dtype=np.float64) for k, v in points.items()},
+            }
+        out["button"]["threshold"] = self.button_threshold
+        out["switch"]["threshold"] = self.switch_threshold
+        return out
 
     def set_light(self, name: str, state: int) -> None:
         light = self.lights[name]
