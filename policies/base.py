@@ -10,6 +10,9 @@ The harness calls, for a rollout over N envs:
    float32 array (B, chunk, 7) in the env contract (gripper +1 open / -1 close).
    The harness executes the first ``execute_steps`` actions of each chunk open-loop (fewer if the chunk is
    shorter) before asking again; that logic lives in one place (``harness.chunking``).
+   Agents that set ``needs_privileged = True`` (scripted experts only) also get ``obs["privileged"]``, a list
+   of each env's ``env.unwrapped.privileged_state()``: simulator ground truth no real policy may use.
+   When an episode ends, ``agent.episode_info(env_id)`` is stored in its record (e.g. an expert's failed skill).
 4. ``agent.close()`` at the end.
 """
 
@@ -31,6 +34,8 @@ class Agent(abc.ABC):
     chunk_size: int = 1
     #: how many of them the harness executes open-loop before querying again (<= chunk_size)
     execute_steps: int = 1
+    #: scripted experts only: receive obs["privileged"] (simulator ground truth)
+    needs_privileged: bool = False
 
     def configure(self, benchmark: str, protocol: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Called once before rollouts with the benchmark name and the protocol dict."""
@@ -41,6 +46,10 @@ class Agent(abc.ABC):
     @abc.abstractmethod
     def act(self, obs: Observation, env_ids: Sequence[int]) -> np.ndarray:
         """Return float32 actions of shape (len(env_ids), chunk, 7)."""
+
+    def episode_info(self, env_id: int) -> dict[str, Any]:
+        """Notes on the episode that just ended in ``env_id``, stored in its record (JSON-serialisable)."""
+        return {}
 
     def load_weights(self, checkpoint: str) -> None:
         """Swap in another checkpoint's weights (used by sweeps); agents without weights refuse."""

@@ -27,7 +27,7 @@ import dataclasses
 from typing import Any
 
 from tasks.plan import EpisodeKey
-from tasks.protocol import Protocol
+from tasks.protocol import Protocol, pick_protocol
 
 NAME = "calvin"
 ENV_ID = "VLA/Calvin-v0"
@@ -147,11 +147,7 @@ class CalvinBenchmark:
     task_names = TASK_NAMES
 
     def protocol(self, name: str | None = None, **overrides: Any) -> CalvinProtocol:
-        key = DEFAULT_PROTOCOL if name is None else name
-        if key not in PROTOCOLS:
-            raise KeyError(f"unknown {NAME} protocol {key!r}; known: {sorted(PROTOCOLS)}")
-        base = PROTOCOLS[key]
-        return base.replace(**overrides) if overrides else base  # type: ignore[return-value]
+        return pick_protocol(NAME, PROTOCOLS, name, DEFAULT_PROTOCOL, overrides)  # type: ignore[return-value]
 
     def episode_plan(self, protocol: Protocol) -> list[EpisodeKey]:
         """Chain k is episode k (``task_index`` 0, ``task`` "chain", ``within_task`` k)."""

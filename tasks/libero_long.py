@@ -19,8 +19,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from tasks.plan import EpisodeKey
-from tasks.protocol import Protocol
+from tasks.plan import EpisodeKey, task_grid
+from tasks.protocol import Protocol, pick_protocol
 
 NAME = "libero_long"
 ENV_ID = "VLA/LiberoLong-v0"
@@ -132,22 +132,13 @@ class LiberoLongBenchmark:
     task_names = TASK_NAMES
 
     def protocol(self, name: str | None = None, **overrides: Any) -> LiberoLongProtocol:
-        key = DEFAULT_PROTOCOL if name is None else name
-        if key not in PROTOCOLS:
-            raise KeyError(f"unknown {NAME} protocol {key!r}; known: {sorted(PROTOCOLS)}")
-        base = PROTOCOLS[key]
-        return base.replace(**overrides) if overrides else base  # type: ignore[return-value]
+        return pick_protocol(NAME, PROTOCOLS, name, DEFAULT_PROTOCOL, overrides)  # type: ignore[return-value]
 
     def episode_plan(self, protocol: Protocol) -> list[EpisodeKey]:
         """Task k // n, init state k % n, with n = ``protocol.init_states_per_task`` (50 by default)."""
         if not isinstance(protocol, LiberoLongProtocol):
             raise TypeError(f"expected a LiberoLongProtocol, got {type(protocol).__name__}")
-        per_task = protocol.init_states_per_task
-        return [
-            EpisodeKey(index=t * per_task + j, task_index=t, task=name, within_task=j)
-            for t, name in enumerate(TASK_NAMES)
-            for j in range(per_task)
-        ]
+        return task_grid(TASK_NAMES, protocol.init_states_per_task)
 
 
 BENCHMARK = LiberoLongBenchmark()

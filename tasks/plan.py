@@ -16,6 +16,15 @@ class EpisodeKey:
     within_task: int  # init state (LIBERO), episode_id (Bridge), chain index (CALVIN)
 
 
+def task_grid(task_names: Sequence[str], per_task: int) -> list[EpisodeKey]:
+    """The usual plan: episode k is task k // per_task, its ``within_task`` k % per_task."""
+    return [
+        EpisodeKey(index=t * per_task + j, task_index=t, task=name, within_task=j)
+        for t, name in enumerate(task_names)
+        for j in range(per_task)
+    ]
+
+
 def select(
     plan: Sequence[EpisodeKey],
     *,

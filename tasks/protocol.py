@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -23,6 +24,24 @@ def _jsonable(value: Any) -> Any:
 def digest_of(data: Any) -> str:
     """First 16 hex digits of the SHA-256 of the canonical JSON: two runs are comparable iff digests match."""
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
+
+
+def pick_protocol(
+    benchmark: str,
+    protocols: Mapping[str, Protocol],
+    name: str | None,
+    default: str,
+    overrides: Mapping[str, Any],
+    aliases: Mapping[str, str] | None = None,
+) -> Protocol:
+    """``protocols[name]`` (``default`` when None; ``aliases`` map other names) with field overrides."""
+    aliases = aliases or {}
+    key = default if name is None else aliases.get(name, name)
+    if key not in protocols:
+        extra = f" (aliases {sorted(aliases)})" if aliases else ""
+        raise KeyError(f"unknown {benchmark} protocol {name!r}; known: {sorted(protocols)}{extra}")
+    base = protocols[key]
+    return base.replace(**overrides) if overrides else base
 
 
 @dataclasses.dataclass(frozen=True)

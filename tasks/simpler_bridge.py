@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from tasks.plan import EpisodeKey
-from tasks.protocol import Protocol
+from tasks.plan import EpisodeKey, task_grid
+from tasks.protocol import Protocol, pick_protocol
 
 NAME = "simpler_bridge"
 ENV_ID = "VLA/SimplerBridge-v0"
@@ -117,24 +117,13 @@ class SimplerBridgeBenchmark:
     task_names = TASK_NAMES
 
     def protocol(self, name: str | None = None, **overrides: Any) -> SimplerBridgeProtocol:
-        key = DEFAULT_PROTOCOL if name is None else _ALIASES.get(name, name)
-        if key not in PROTOCOLS:
-            raise KeyError(
-                f"unknown {NAME} protocol {name!r}; known: {sorted(PROTOCOLS)} (aliases {sorted(_ALIASES)})"
-            )
-        base = PROTOCOLS[key]
-        return base.replace(**overrides) if overrides else base  # type: ignore[return-value]
+        return pick_protocol(NAME, PROTOCOLS, name, DEFAULT_PROTOCOL, overrides, _ALIASES)  # type: ignore[return-value]
 
     def episode_plan(self, protocol: Protocol) -> list[EpisodeKey]:
         """Task k // n, ``episode_id`` k % n, with n = ``protocol.episodes_per_task`` (24: 96 episodes)."""
         if not isinstance(protocol, SimplerBridgeProtocol):
             raise TypeError(f"expected a SimplerBridgeProtocol, got {type(protocol).__name__}")
-        per_task = protocol.episodes_per_task
-        return [
-            EpisodeKey(index=t * per_task + j, task_index=t, task=name, within_task=j)
-            for t, name in enumerate(TASK_NAMES)
-            for j in range(per_task)
-        ]
+        return task_grid(TASK_NAMES, protocol.episodes_per_task)
 
 
 BENCHMARK = SimplerBridgeBenchmark()

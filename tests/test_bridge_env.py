@@ -116,6 +116,8 @@ def test_teleporting_source_onto_target_succeeds_at_final_step(env: gym.Env, tas
         "grasped_any": False,
         "grasped_consecutive": False,
         "gripper_clipped_steps": 0,
+        "asset_digest": u.asset_digest,
+        "assets_are_standins": True,  # the test asset tree has stand-in files
     }
     with pytest.raises(EpisodeOverError):
         env.step(OPEN)

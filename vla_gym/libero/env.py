@@ -296,8 +296,11 @@ class LiberoLongEnv(gym.Env):
 
         Returns ``objects`` {name: {"pos" (3,), "quat" (4,) wxyz, "fixture" bool}} for every BDDL object and
         fixture (world frame), ``joints`` {joint name: qpos array} for every object joint (doors, drawers,
-        knobs, free joints), ``robot`` {"eef_pos", "eef_quat" (xyzw), "joint_pos", "gripper_qpos"},
-        ``goal`` [(predicate, args..., holds)] and ``success``.
+        knobs, free joints), ``robot`` {"eef_pos", "eef_quat" (4,) wxyz, "joint_pos", "gripper_qpos"},
+        ``goal`` [(predicate, args..., holds)] and ``success``; plus the scene geometry of
+        :func:`vla_gym.libero.sim.scene_geometry`: ``sites`` (BDDL regions), ``boxes`` (collision boxes in
+        each object's frame), ``joint_frames`` and ``bodies`` (articulated fixtures) and ``robot_base``.
+        All arrays are copies: changing them changes nothing in the simulator.
         """
         raw = self._require_raw()
         inner = raw.env
@@ -328,6 +331,7 @@ class LiberoLongEnv(gym.Env):
             },
             "goal": goal,
             "success": all(g[-1] for g in goal),
+            **sim.scene_geometry(raw),
         }
 
     def _require_raw(self) -> Any:

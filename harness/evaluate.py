@@ -1,0 +1,115 @@
+"""``python -m harness.evaluate env=<name> policy=<name> [overrides]``: score an agent on a benchmark.
+
+Writes into ``output_dir`` the result store (run.json, config.yaml, episodes.jsonl; see harness.store),
+results.json, report.md, success_per_task.png and, on request, videos/. Re-running the same command resumes.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from harness.metrics import summarize
+from harness.progress import Progress
+from harness.report import pct, write_report
+from harness.runner import AgentSource, Runner
+from harness.spec import build_agent, resolve, run_info, runner_from_cfg
+from harness.store import ResultStore
+from harness.video import video_episodes, video_path, write_video
+from tasks.plan import EpisodeKey
+
+log = logging.getLogger(__name__)
+
+
+def run_into_store(
+    runner: Runner,
+    store: ResultStore,
+    episodes: Sequence[EpisodeKey],
+    agent: AgentSource,
+    *,
+    retry_errors: bool = False,
+    videos_per_task: int = 0,
+    fps: int = 20,
+    progress: bool | str = "auto",
+    desc: str = "episodes",
+) -> int:
+    """Run the episodes of ``episodes`` not yet in ``store``; returns how many ran."""
+    done = store.done(retry_errors)
+    todo = [key for key in episodes if key.index not in done]
+    if len(todo) < len(episodes):
+        log.info("%s: %d of %d episodes already done, running %d", store.folder, len(episodes) - len(todo),
+                 len(episodes), len(todo))  # fmt: skip
+    if not todo:
+        return 0
+    keys = {key.index: key for key in todo}
+    wanted_videos = video_episodes(episodes, videos_per_task) & set(keys)
+    bar = Progress(len(todo), desc, progress)
+    seen: set[int] = set()
+    try:
+        for result in runner.run(todo, agent, wanted_videos):
+            record = result.record
+            if record.episode not in keys or record.episode in seen:
+                raise RuntimeError(f"runner returned episode {record.episode} which was not asked for (or twice)")
+            seen.add(record.episode)
+            store.append(record)
+            if result.frames:
+                write_video(video_path(store.folder / "videos", record.episode, record.task), result.frames, fps)
+            bar.update(record)
+    finally:
+        bar.close()
+    missing = sorted(set(keys) - seen)
+    if missing:
+        raise RuntimeError(f"runner finished without episodes {missing[:20]} ({len(missing)} missing)")
+    return len(todo)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Run (or resume) one evaluation and write its reports; returns the metrics."""
+    spec = resolve(cfg)
+    policy = OmegaConf.to_container(cfg.policy, resolve=True)
+    assert isinstance(policy, dict)
+    output_dir = Path(str(cfg.output_dir))
+    info = run_info(spec, policy, int(cfg.seed))
+    with ResultStore(output_dir, info) as store:
+        store.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+        if store.versions_changed:
+            log.warning("%s was started with other package versions (see run.json); resuming anyway", output_dir)
+        source = AgentSource(factory=functools.partial(build_agent, policy))
+        with runner_from_cfg(cfg, spec) as runner:
+            run_into_store(
+                runner,
+                store,
+                spec.episodes,
+                source,
+                retry_errors=bool(cfg.get("retry_errors", False)),
+                videos_per_task=int(cfg.video.episodes_per_task),
+                fps=int(cfg.video.fps),
+                progress=cfg.get("progress", "auto"),
+                desc=f"{spec.benchmark}",
+            )
+        records = store.select([key.index for key in spec.episodes])
+    metrics = summarize(records, spec.benchmark, planned=len(spec.episodes))
+    paths = write_report(output_dir, info, metrics, records)
+    head = metrics["headline"]
+    if head["name"] == "avg_len":
+        value = "n/a" if head["value"] is None else f"{head['value']:.3f}"
+    else:
+        value = pct(head["value"])
+    log.info("%s %s = %s over %d episodes (%d errors); report: %s", spec.benchmark, head["name"], value,
+             metrics["episodes"], metrics["overall"]["errors"], paths["report"])  # fmt: skip
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="pkg://conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

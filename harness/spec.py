@@ -1,0 +1,117 @@
+"""From a Hydra config to what a run needs: protocol, episode plan (and the selected subset), env spec, agent."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+from omegaconf import DictConfig, OmegaConf
+
+from harness.runner import Runner, make_runner
+from harness.workers import EnvSpec
+from policies.base import Agent
+from tasks import registry
+from tasks.plan import EpisodeKey, select
+from tasks.protocol import Protocol
+
+RESERVED_ENV_KWARGS = ("protocol", "protocol_overrides")
+
+
+@dataclasses.dataclass
+class RunSpec:
+    benchmark: str
+    protocol: Protocol
+    plan: list[EpisodeKey]  # every episode of the protocol
+    episodes: list[EpisodeKey]  # the ones this run asks for (tasks / episodes_per_task / episodes)
+    env: EnvSpec
+    env_kwargs: dict[str, Any]  # as configured (JSON-able), without the protocol
+
+
+def _container(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def _int_list(name: str, value: Any) -> list[int] | None:
+    value = _container(value)
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"{name} must be a list of ints (e.g. {name}=[0,3]), got {value!r}")
+    return value
+
+
+def resolve(cfg: DictConfig) -> RunSpec:
+    """Build the protocol and plan from ``cfg.env`` without building an env, and apply the selection."""
+    env_cfg = cfg.env
+    for key in ("benchmark", "id"):
+        if key not in env_cfg or env_cfg[key] is None:
+            raise KeyError(f"env config needs {key!r} (see conf/env/*.yaml)")
+    benchmark = registry.get_benchmark(env_cfg.benchmark)
+    overrides = _container(env_cfg.get("protocol_overrides")) or {}
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"env.protocol_overrides must be a mapping, got {overrides!r}")
+    protocol = benchmark.protocol(env_cfg.get("protocol"), **overrides)
+    plan = benchmark.episode_plan(protocol)
+
+    tasks = _container(cfg.get("tasks"))
+    if tasks is not None and not isinstance(tasks, list):
+        tasks = [tasks]
+    per_task = cfg.get("episodes_per_task")
+    if per_task is not None and (not isinstance(per_task, int) or isinstance(per_task, bool)):
+        raise ValueError(f"episodes_per_task must be an int, got {per_task!r}")
+    explicit = _int_list("episodes", cfg.get("episodes"))
+    episodes = select(plan, tasks=tasks, episodes_per_task=per_task, episodes=explicit)
+    if not episodes:
+        raise ValueError("the selection (tasks / episodes_per_task / episodes) keeps no episode of the plan")
+
+    kwargs = _container(env_cfg.get("kwargs")) or {}
+    bad = sorted(set(kwargs) & set(RESERVED_ENV_KWARGS))
+    if bad:
+        raise ValueError(f"env.kwargs must not set {bad}: use env.protocol and env.protocol_overrides")
+    entry_point = None
+    if env_cfg.id in gym.registry and isinstance(gym.registry[env_cfg.id].entry_point, str):
+        entry_point = gym.registry[env_cfg.id].entry_point
+    env = EnvSpec(
+        env_id=env_cfg.id,
+        kwargs={**kwargs, "protocol": protocol},
+        entry_point=entry_point,
+        protocol_digest=protocol.digest,
+    )
+    return RunSpec(env_cfg.benchmark, protocol, plan, episodes, env, kwargs)
+
+
+def run_info(spec: RunSpec, policy: Mapping[str, Any], seed: int, checkpoint: str | None = None) -> dict[str, Any]:
+    """What identifies a run in its result store (see harness.store)."""
+    return {
+        "benchmark": spec.benchmark,
+        "env_id": spec.env.env_id,
+        "env_kwargs": spec.env_kwargs,
+        "protocol": spec.protocol.to_dict(),
+        "protocol_digest": spec.protocol.digest,
+        "policy": dict(policy),
+        "checkpoint": checkpoint,
+        "seed": seed,
+    }
+
+
+def build_agent(policy: Mapping[str, Any]) -> Agent:
+    """Instantiate ``conf/policy/<name>.yaml`` (a ``_target_`` and its kwargs)."""
+    from hydra.utils import instantiate
+
+    if "_target_" not in policy:
+        raise KeyError(f"the policy config needs a _target_ (an Agent class), got keys {sorted(policy)}")
+    agent = instantiate(dict(policy), _convert_="all")
+    if not isinstance(agent, Agent):
+        raise TypeError(f"policy _target_ {policy['_target_']} built {type(agent).__name__}, not an Agent")
+    return agent
+
+
+def runner_from_cfg(cfg: DictConfig, spec: RunSpec) -> Runner:
+    options = _container(cfg.runner) or {}
+    name = options.pop("name", "local")
+    options.setdefault("num_envs", cfg.get("num_envs", 1))
+    return make_runner(name, spec.env, spec.benchmark, spec.protocol.to_dict(), int(cfg.seed), **options)

@@ -1,0 +1,98 @@
+"""From head outputs to env actions, per benchmark (the paper's evaluation adapters, as data).
+
+Arm: ``scale * tanh`` (the paper's ``norm_min/norm_max`` = +-0.65), then for LIBERO and Bridge the q01/q99
+un-normalisation ``0.5 * (a + 1) * (q99 - q01) + q01``. Gripper: sigmoid > 0.5 -> +1 open, else -1 close
+(the env contract; each env converts to its simulator's sign). Bridge keeps the rotation as Euler deltas
+(the env converts to axis-angle) and only opens after ``open_after`` consecutive open predictions.
+
+Shipped statistics (``action_stats_*.json`` beside this file): the action q01/q99 of the paper's released
+``dataset_statistics_libero_10.json`` and ``dataset_statistics_bridge.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+_HERE = Path(__file__).resolve().parent
+SHIPPED_STATS = {"libero_10": _HERE / "action_stats_libero_10.json", "bridge": _HERE / "action_stats_bridge.json"}
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputMapping:
+    benchmark: str
+    chunk_size: int  # actions predicted per query (the head's n)
+    execute_steps: int  # actions executed open-loop per query
+    statistics: str | None = None  # key of SHIPPED_STATS or a path; None = no un-normalisation
+    scale: float = 0.65
+    open_after: int = 1  # consecutive open predictions before the gripper opens (Bridge: 2)
+    libero_crop: bool = False  # 90%-area centre crop before the model (LIBERO)
+
+
+MAPPINGS = {
+    "calvin": OutputMapping("calvin", chunk_size=10, execute_steps=10),
+    "libero_long": OutputMapping("libero_long", chunk_size=4, execute_steps=4, statistics="libero_10", libero_crop=True),
+    "simpler_bridge": OutputMapping("simpler_bridge", chunk_size=4, execute_steps=4, statistics="bridge", open_after=2),
+}
+
+
+def get_mapping(benchmark: str, **overrides: object) -> OutputMapping:
+    if benchmark not in MAPPINGS:
+        raise KeyError(f"no VLM4VLA output mapping for benchmark {benchmark!r}; known: {sorted(MAPPINGS)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(MAPPINGS[benchmark], **overrides)
+
+
+def load_statistics(source: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(q01, q99) of the 7-d action from a shipped key or a JSON file (the paper's layout or ``{q01, q99}``)."""
+    path = SHIPPED_STATS.get(str(source), Path(source))
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"action statistics {source!r} not found: use one of {sorted(SHIPPED_STATS)} or a JSON file path"
+        )
+    data = json.loads(Path(path).read_text())
+    if "action" in data:
+        data = data["action"]
+    try:
+        q01 = np.asarray(data["q01"], dtype=np.float64)
+        q99 = np.asarray(data["q99"], dtype=np.float64)
+    except KeyError as exc:
+        raise KeyError(f"{path}: statistics need 'q01' and 'q99' (top level or under 'action')") from exc
+    if q01.shape != (7,) or q99.shape != (7,):
+        raise ValueError(f"{path}: q01/q99 must have 7 values each, got {q01.shape} and {q99.shape}")
+    return q01, q99
+
+
+class ActionMapper:
+    """Maps (B, n, 6) tanh arm + (B, n) gripper logits to (B, n, 7) env-contract actions; keeps the
+    per-env gripper filter state (reset it with :meth:`reset`)."""
+
+    def __init__(self, mapping: OutputMapping, statistics_path: str | None = None) -> None:
+        self.mapping = mapping
+        source = statistics_path or mapping.statistics
+        self.q01, self.q99 = load_statistics(source) if source else (None, None)
+        self._open_streak: dict[int, int] = {}
+
+    def reset(self, env_ids: Sequence[int]) -> None:
+        for env_id in env_ids:
+            self._open_streak.pop(int(env_id), None)
+
+    def __call__(self, arm: np.ndarray, gripper_logits: np.ndarray, env_ids: Sequence[int]) -> np.ndarray:
+        arm = self.mapping.scale * np.asarray(arm, dtype=np.float64)
+        if self.q01 is not None:
+            arm = 0.5 * (arm + 1.0) * (self.q99[:6] - self.q01[:6]) + self.q01[:6]
+        is_open = 1.0 / (1.0 + np.exp(-np.asarray(gripper_logits, dtype=np.float64))) > 0.5
+        grip = np.empty(is_open.shape, dtype=np.float64)
+        for row, env_id in enumerate(env_ids):
+            streak = self._open_streak.get(int(env_id), 0)
+            for k in range(is_open.shape[1]):
+                streak = streak + 1 if is_open[row, k] else 0
+                grip[row, k] = 1.0 if streak >= self.mapping.open_after else -1.0
+                if k + 1 == self.mapping.execute_steps:
+                    # Only executed actions advance the filter; the rest of the chunk is never run.
+                    self._open_streak[int(env_id)] = streak
+        return np.concatenate([arm, grip[..., None]], axis=-1).astype(np.float32)
