@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import time
 import traceback
@@ -54,8 +55,18 @@ def make_env(spec: EnvSpec) -> gym.Env:
     return env
 
 
+def _parent_gone(conn: multiprocessing.connection.Connection, parent_pid: int) -> bool:
+    """Wait for the next command; True when the parent died instead. EOF alone is not enough: with the fork
+    start method, sibling workers inherit this pipe's parent end and keep it open after a kill -9."""
+    while not conn.poll(1.0):
+        if os.getppid() != parent_pid:
+            return True
+    return False
+
+
 def _worker_main(conn: multiprocessing.connection.Connection, spec: EnvSpec) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    parent_pid = os.getppid()
     try:
         env = make_env(spec)
     except BaseException:
@@ -65,6 +76,8 @@ def _worker_main(conn: multiprocessing.connection.Connection, spec: EnvSpec) -> 
     try:
         while True:
             try:
+                if _parent_gone(conn, parent_pid):
+                    return
                 command, data = conn.recv()
             except EOFError:  # the parent is gone
                 return

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import imageio.v2 as imageio
+import psutil
 import pytest
 import toy_env
 from harness_fixtures import subprocess_env, toy_app_command, toy_config
@@ -117,8 +118,12 @@ def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -
             break
         time.sleep(0.02)
     assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.stdout.read().decode()}"
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert workers, "the run should have env worker processes"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    _, alive = psutil.wait_procs(workers, timeout=20)
+    assert not alive, f"env workers outlived their killed parent: {[p.pid for p in alive]}"
     done_before = episodes.read_text().count("\n")
     assert 3 <= done_before < 12 and not (killed / "results.json").exists()
     rerun = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300)

@@ -136,9 +136,9 @@ class Planner:
         self._goals: list[tuple[str, ...]] = []
         self._yaw = 0.0
         self._slot: dict[str, int] = {}  # placement slot per object when several share one target
-        self._fin: float | None = None
+        self._fin: float | None = None  # tracked angle of the stove knob's fin half being pushed
         self._next = 0  # index of the next goal to start
-        self._attempts = 0  # attempts at the current goal  # tracked angle of the stove knob's fin half being pushed
+        self._attempts = 0  # attempts at the current goal
 
     @property
     def stage(self) -> str:
