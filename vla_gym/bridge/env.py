@@ -22,7 +22,6 @@ import collections
 from pathlib import Path
 from typing import Any
 
-import cv2
 import gymnasium as gym
 import numpy as np
 
@@ -41,14 +40,9 @@ from vla_gym.contract import (
     observation_space,
     validate_action,
 )
+from vla_gym.images import resize_square
 
 PROPRIO_DIM = 7
-_INTERPOLATIONS = {
-    "area": cv2.INTER_AREA,
-    "linear": cv2.INTER_LINEAR,
-    "cubic": cv2.INTER_CUBIC,
-    "lanczos": cv2.INTER_LANCZOS4,
-}
 _RESET_OPTIONS: dict[str, type | tuple[type, ...]] = {"episode": int, "task": (str, int), "episode_id": int}
 
 
@@ -241,10 +235,7 @@ class SimplerBridgeEnv(gym.Env):
     def _observation(self, ms_obs: dict[str, Any]) -> dict[str, Any]:
         frame = ms_obs["sensor_data"][self.protocol.camera]["rgb"][0].cpu().numpy()
         self._last_frame = frame
-        image = frame
-        if frame.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE):
-            interp = _INTERPOLATIONS[self.protocol.resize_interpolation]
-            image = cv2.resize(frame, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interp)
+        image = resize_square(frame, IMAGE_SIZE, self.protocol.resize_interpolation)
         obs: dict[str, Any] = {
             "image": np.ascontiguousarray(image, dtype=np.uint8),
             "language": instruction(self._task),

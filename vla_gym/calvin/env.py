@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import gymnasium as gym
 import numpy as np
 
@@ -38,13 +37,8 @@ from vla_gym.calvin.conditions import load_chains, scene_obs_for
 from vla_gym.calvin.robot import GRIPPER_JOINTS
 from vla_gym.calvin.scene import BLOCKS
 from vla_gym.calvin.world import CalvinWorld
+from vla_gym.images import resize_square
 
-_INTERPOLATION = {
-    "linear": cv2.INTER_LINEAR,
-    "area": cv2.INTER_AREA,
-    "cubic": cv2.INTER_CUBIC,
-    "nearest": cv2.INTER_NEAREST,
-}
 _RESET_OPTIONS = {"episode": int, "task": str, "tasks": (list, tuple), "condition": dict}
 PROPRIO_DIM = 15  # robot_obs
 
@@ -211,10 +205,7 @@ class CalvinEnv(gym.Env):
         return predicates.snapshot(self.world.cid, self.world.robot.uid, self.world.table)
 
     def _resize(self, image: np.ndarray) -> np.ndarray:
-        size = self.protocol.image_size
-        if image.shape[0] == size:
-            return np.ascontiguousarray(image)
-        return cv2.resize(image, (size, size), interpolation=_INTERPOLATION[self.protocol.resize_interpolation])
+        return resize_square(image, self.protocol.image_size, self.protocol.resize_interpolation)
 
     def _observe(self) -> dict[str, Any]:
         cams = self.world.cameras

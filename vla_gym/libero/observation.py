@@ -13,16 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 
+from vla_gym.images import resize_square
+
 PROPRIO_DIM = 8
-_INTERPOLATION = {
-    "area": cv2.INTER_AREA,
-    "linear": cv2.INTER_LINEAR,
-    "cubic": cv2.INTER_CUBIC,
-    "lanczos": cv2.INTER_LANCZOS4,
-}
 
 
 def upright(image: np.ndarray, rotation: int) -> np.ndarray:
@@ -31,9 +26,7 @@ def upright(image: np.ndarray, rotation: int) -> np.ndarray:
 
 
 def resize(image: np.ndarray, size: int, interpolation: str) -> np.ndarray:
-    if image.shape[0] == size and image.shape[1] == size:
-        return image.copy()  # never alias another observation key's array
-    return cv2.resize(image, (size, size), interpolation=_INTERPOLATION[interpolation])
+    return resize_square(image, size, interpolation)  # a copy: never alias another observation key's array
 
 
 def quat_xyzw_to_axis_angle(quat: np.ndarray) -> np.ndarray:
