@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.metrics import summarize
 from harness.progress import Progress
 from harness.report import pct, write_report
-from harness.runner import AgentSource, Runner
+from harness.runner import AgentSource, EpisodeResult, Runner
 from harness.spec import build_agent, resolve, run_info, runner_from_cfg
 from harness.store import ResultStore
 from harness.video import video_episodes, video_path, write_video
@@ -40,33 +40,54 @@ def run_into_store(
     desc: str = "episodes",
 ) -> int:
     """Run the episodes of ``episodes`` not yet in ``store``; returns how many ran."""
+    todo, videos = pending(store, episodes, retry_errors, videos_per_task)
+    if not todo:
+        return 0
+    bar = Progress(len(todo), desc, progress)
+    try:
+        sink = StoreSink(store, todo, fps, bar)
+        for result in runner.run(todo, agent, videos):
+            sink.add(result)
+    finally:
+        bar.close()
+    sink.check_complete()
+    return len(todo)
+
+
+def pending(
+    store: ResultStore, episodes: Sequence[EpisodeKey], retry_errors: bool, videos_per_task: int
+) -> tuple[list[EpisodeKey], set[int]]:
+    """The planned episodes not yet in ``store``, and which of them to film."""
     done = store.done(retry_errors)
     todo = [key for key in episodes if key.index not in done]
     if len(todo) < len(episodes):
         log.info("%s: %d of %d episodes already done, running %d", store.folder, len(episodes) - len(todo),
                  len(episodes), len(todo))  # fmt: skip
-    if not todo:
-        return 0
-    keys = {key.index: key for key in todo}
-    wanted_videos = video_episodes(episodes, videos_per_task) & set(keys)
-    bar = Progress(len(todo), desc, progress)
-    seen: set[int] = set()
-    try:
-        for result in runner.run(todo, agent, wanted_videos):
-            record = result.record
-            if record.episode not in keys or record.episode in seen:
-                raise RuntimeError(f"runner returned episode {record.episode} which was not asked for (or twice)")
-            seen.add(record.episode)
-            store.append(record)
-            if result.frames:
-                write_video(video_path(store.folder / "videos", record.episode, record.task), result.frames, fps)
-            bar.update(record)
-    finally:
-        bar.close()
-    missing = sorted(set(keys) - seen)
-    if missing:
-        raise RuntimeError(f"runner finished without episodes {missing[:20]} ({len(missing)} missing)")
-    return len(todo)
+    return todo, video_episodes(episodes, videos_per_task) & {key.index for key in todo}
+
+
+class StoreSink:
+    """Writes a runner's results into one store (and videos), refusing episodes not asked for or repeated."""
+
+    def __init__(self, store: ResultStore, todo: Sequence[EpisodeKey], fps: int, bar: Progress) -> None:
+        self.store, self.fps, self.bar = store, fps, bar
+        self.keys = {key.index for key in todo}
+        self.seen: set[int] = set()
+
+    def add(self, result: EpisodeResult) -> None:
+        record = result.record
+        if record.episode not in self.keys or record.episode in self.seen:
+            raise RuntimeError(f"runner returned episode {record.episode} which was not asked for (or twice)")
+        self.seen.add(record.episode)
+        self.store.append(record)
+        if result.frames:
+            write_video(video_path(self.store.folder / "videos", record.episode, record.task), result.frames, self.fps)
+        self.bar.update(record)
+
+    def check_complete(self) -> None:
+        missing = sorted(self.keys - self.seen)
+        if missing:
+            raise RuntimeError(f"runner finished without episodes {missing[:20]} ({len(missing)} missing)")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

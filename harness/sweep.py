@@ -7,6 +7,7 @@ into its own result store ``output_dir/<checkpoint name>/`` (resumable per check
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -20,8 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from harness import plots
 from harness.checkpoints import Checkpoint, find_checkpoints
 from harness.compare import bootstrap_mean_ci, paired_comparison
-from harness.evaluate import run_into_store
+from harness.evaluate import StoreSink, pending, run_into_store
 from harness.metrics import episode_score, summarize
+from harness.progress import Progress
 from harness.records import EpisodeRecord
 from harness.report import write_report
 from harness.runner import AgentSource
@@ -72,26 +74,34 @@ def sweep(cfg: DictConfig) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     all_scores: list[dict[int, float]] = []
     indices = [key.index for key in spec.episodes]
-    with runner_from_cfg(cfg, spec) as runner:
-        for i, checkpoint in enumerate(checkpoints):
-            folder = output_dir / _folder_name(checkpoint)
+    with runner_from_cfg(cfg, spec) as runner, contextlib.ExitStack() as stores_open:
+        stores, infos = [], []
+        for checkpoint in checkpoints:
             info = run_info(spec, policy, int(cfg.seed), checkpoint=str(checkpoint.path.resolve()))
-            with ResultStore(folder, info) as store:
-                store.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+            store = stores_open.enter_context(ResultStore(output_dir / _folder_name(checkpoint), info))
+            store.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+            stores.append(store)
+            infos.append(info)
+        sources = [AgentSource(factory, str(checkpoint.path)) for checkpoint in checkpoints]
+        if hasattr(runner, "run_many") and len(checkpoints) > 1:
+            _run_together(runner, stores, sources, spec, cfg)  # checkpoints in parallel across the cluster
+        else:
+            for i, (store, source) in enumerate(zip(stores, sources, strict=True)):
                 run_into_store(
                     runner,
                     store,
                     spec.episodes,
-                    AgentSource(factory, str(checkpoint.path)),
+                    source,
                     retry_errors=bool(cfg.get("retry_errors", False)),
                     videos_per_task=int(cfg.video.episodes_per_task),
                     fps=int(cfg.video.fps),
                     progress=cfg.get("progress", "auto"),
-                    desc=f"[{i + 1}/{len(checkpoints)}] {checkpoint.name}",
+                    desc=f"[{i + 1}/{len(checkpoints)}] {checkpoints[i].name}",
                 )
-                records = store.select(indices)
+        for checkpoint, store, info in zip(checkpoints, stores, infos, strict=True):
+            records = store.select(indices)
             metrics = summarize(records, spec.benchmark, planned=len(spec.episodes))
-            write_report(folder, info, metrics, records)
+            write_report(store.folder, info, metrics, records)
             scores = _scores(records, spec.benchmark)
             rows.append(_row(checkpoint, metrics, scores, samples))
             all_scores.append(scores)
@@ -101,6 +111,27 @@ def sweep(cfg: DictConfig) -> dict[str, Any]:
     log.info("best checkpoint: %s (%s %s); table: %s", best["name"], best["metric"], best["score"],
              output_dir / "sweep.md")  # fmt: skip
     return summary
+
+
+def _run_together(
+    runner: Any, stores: list[ResultStore], sources: list[AgentSource], spec: RunSpec, cfg: DictConfig
+) -> None:
+    """All checkpoints' unfinished episodes as one stream (``runner.run_many``, e.g. Ray): actors move on to
+    the next checkpoint while others finish the previous one. Each result goes to its checkpoint's store."""
+    from harness.ray_runner import RayJob
+
+    retry, per_task = bool(cfg.get("retry_errors", False)), int(cfg.video.episodes_per_task)
+    work = [pending(store, spec.episodes, retry, per_task) for store in stores]
+    jobs = [RayJob(todo, source, videos) for (todo, videos), source in zip(work, sources, strict=True)]
+    bar = Progress(sum(len(todo) for todo, _ in work), f"{len(stores)} checkpoints", cfg.get("progress", "auto"))
+    sinks = [StoreSink(store, todo, int(cfg.video.fps), bar) for store, (todo, _) in zip(stores, work, strict=True)]
+    try:
+        for job, result in runner.run_many(jobs):
+            sinks[job].add(result)
+    finally:
+        bar.close()
+    for sink in sinks:
+        sink.check_complete()
 
 
 def _scores(records: list[EpisodeRecord], benchmark: str) -> dict[int, float]:
