@@ -54,6 +54,16 @@ def run_into_store(
     return len(todo)
 
 
+def run_options(cfg: DictConfig) -> dict[str, Any]:
+    """The config's settings of :func:`run_into_store` (resume, videos, progress), read in one place."""
+    return {
+        "retry_errors": bool(cfg.get("retry_errors", False)),
+        "videos_per_task": int(cfg.video.episodes_per_task),
+        "fps": int(cfg.video.fps),
+        "progress": cfg.get("progress", "auto"),
+    }
+
+
 def pending(
     store: ResultStore, episodes: Sequence[EpisodeKey], retry_errors: bool, videos_per_task: int
 ) -> tuple[list[EpisodeKey], set[int]]:
@@ -103,17 +113,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             log.warning("%s was started with other package versions (see run.json); resuming anyway", output_dir)
         source = AgentSource(factory=functools.partial(build_agent, policy))
         with runner_from_cfg(cfg, spec) as runner:
-            run_into_store(
-                runner,
-                store,
-                spec.episodes,
-                source,
-                retry_errors=bool(cfg.get("retry_errors", False)),
-                videos_per_task=int(cfg.video.episodes_per_task),
-                fps=int(cfg.video.fps),
-                progress=cfg.get("progress", "auto"),
-                desc=f"{spec.benchmark}",
-            )
+            run_into_store(runner, store, spec.episodes, source, desc=spec.benchmark, **run_options(cfg))
         records = store.select([key.index for key in spec.episodes])
     metrics = summarize(records, spec.benchmark, planned=len(spec.episodes))
     paths = write_report(output_dir, info, metrics, records)

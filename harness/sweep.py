@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness import plots
 from harness.checkpoints import Checkpoint, find_checkpoints
 from harness.compare import bootstrap_mean_ci, paired_comparison
-from harness.evaluate import StoreSink, pending, run_into_store
+from harness.evaluate import StoreSink, pending, run_into_store, run_options
 from harness.metrics import episode_score, summarize
 from harness.progress import Progress
 from harness.records import EpisodeRecord
@@ -87,17 +87,8 @@ def sweep(cfg: DictConfig) -> dict[str, Any]:
             _run_together(runner, stores, sources, spec, cfg)  # checkpoints in parallel across the cluster
         else:
             for i, (store, source) in enumerate(zip(stores, sources, strict=True)):
-                run_into_store(
-                    runner,
-                    store,
-                    spec.episodes,
-                    source,
-                    retry_errors=bool(cfg.get("retry_errors", False)),
-                    videos_per_task=int(cfg.video.episodes_per_task),
-                    fps=int(cfg.video.fps),
-                    progress=cfg.get("progress", "auto"),
-                    desc=f"[{i + 1}/{len(checkpoints)}] {checkpoints[i].name}",
-                )
+                desc = f"[{i + 1}/{len(checkpoints)}] {checkpoints[i].name}"
+                run_into_store(runner, store, spec.episodes, source, desc=desc, **run_options(cfg))
         for checkpoint, store, info in zip(checkpoints, stores, infos, strict=True):
             records = store.select(indices)
             metrics = summarize(records, spec.benchmark, planned=len(spec.episodes))
@@ -120,11 +111,11 @@ def _run_together(
     the next checkpoint while others finish the previous one. Each result goes to its checkpoint's store."""
     from harness.ray_runner import RayJob
 
-    retry, per_task = bool(cfg.get("retry_errors", False)), int(cfg.video.episodes_per_task)
-    work = [pending(store, spec.episodes, retry, per_task) for store in stores]
+    opts = run_options(cfg)
+    work = [pending(store, spec.episodes, opts["retry_errors"], opts["videos_per_task"]) for store in stores]
     jobs = [RayJob(todo, source, videos) for (todo, videos), source in zip(work, sources, strict=True)]
-    bar = Progress(sum(len(todo) for todo, _ in work), f"{len(stores)} checkpoints", cfg.get("progress", "auto"))
-    sinks = [StoreSink(store, todo, int(cfg.video.fps), bar) for store, (todo, _) in zip(stores, work, strict=True)]
+    bar = Progress(sum(len(todo) for todo, _ in work), f"{len(stores)} checkpoints", opts["progress"])
+    sinks = [StoreSink(store, todo, opts["fps"], bar) for store, (todo, _) in zip(stores, work, strict=True)]
     try:
         for job, result in runner.run_many(jobs):
             sinks[job].add(result)
