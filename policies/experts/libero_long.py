@@ -36,6 +36,7 @@ MAX_FINGER_SPAN = 0.075  # widest thing the Panda hand can close across, with ma
 # on every move (init states 0-1) lost tasks 4 and 7 (objects left the plate / basket) and fixed nothing.
 GAINS = m.Gains(pos=1.0, rot=1.0, max_pos_step=0.03, max_rot_step=0.3)
 SLOW = m.Gains(pos=1.0, rot=1.0, max_pos_step=0.012, max_rot_step=0.2)
+PUSH_TILT = 0.6  # rad the fingers lean into a push (see Planner._push_rot)
 MAX_ATTEMPTS = 2  # a failed goal is started over once
 REQUIRED_KEYS = ("objects", "joints", "robot", "goal", "sites", "boxes", "joint_frames", "bodies")
 
@@ -100,11 +101,46 @@ def grasp_spec(world: dict[str, Any], name: str, reference_yaw: float) -> tuple[
         point[2] = view["top"] - 0.035
         yaw = math.atan2(across[1], across[0])
     else:
-        across = d0 if h0 <= h1 else d1
+        (across, short_half), (along, long_half) = ((d0, h0), (d1, h1)) if h0 <= h1 else ((d1, h1), (d0, h0))
         point = view["center"].copy()
         point[2] = view["top"] - min(0.025, view["hz"])
+        if long_half - short_half > 0.01:  # a box: slide the grasp along its long side away from neighbours
+            point = _clearest_grasp(world, name, point, across, along, long_half)
         yaw = math.atan2(across[1], across[0])
     return rot.T @ (point - pos), _near_yaw(yaw, reference_yaw)
+
+
+FINGER_REACH = 0.055  # open fingers' outer faces from the grasp centre, along the closing direction
+FINGER_HALF_WIDTH = 0.012
+CLEAR_ENOUGH = 0.02
+
+
+def _clearest_grasp(world: dict[str, Any], name: str, point: np.ndarray, across: np.ndarray, along: np.ndarray,
+                    long_half: float) -> np.ndarray:
+    """The grasp point on the box's long axis whose open fingers keep furthest from other objects (the
+    centre unless a neighbour is within ``CLEAR_ENOUGH`` of a finger there)."""
+    def clearance(p: np.ndarray) -> float:
+        fingers = [p + s * across * FINGER_REACH + t * along * FINGER_HALF_WIDTH for s in (1, -1) for t in (1, -1)]
+        gaps = [_xy_gap(world, other, f) for other in world["boxes"] if other != name for f in fingers
+                if obj_box(world, other)["top"] > p[2]]
+        return min(gaps, default=math.inf)
+
+    if clearance(point) >= CLEAR_ENOUGH:
+        return point
+    reach = max(0.0, long_half - 0.015)
+    candidates = [point + along * reach * k / 4 for k in range(-4, 5)]
+    return max(candidates, key=lambda p: (round(clearance(p), 3), -float(np.linalg.norm(p - point))))
+
+
+def _xy_gap(world: dict[str, Any], other: str, p: np.ndarray) -> float:
+    """Horizontal distance from point ``p`` to ``other``'s collision box (0 inside)."""
+    pos, rot = obj_pose(world, other)
+    box = world["boxes"][other]
+    local = rot.T @ (p - pos) - np.asarray(box["center"])
+    outside = np.maximum(np.abs(local) - np.asarray(box["half"]), 0.0)
+    vertical = int(np.argmax(np.abs(rot[2, :])))
+    outside[vertical] = 0.0
+    return float(np.linalg.norm(outside))
 
 
 class _Memory:
@@ -347,8 +383,18 @@ class Planner:
         qpos = lambda w: float(np.asarray(w["joints"][joint]).reshape(-1)[0])  # noqa: E731
         rot = down(self._yaw)
         if frame["type"] == "slide":
-            return self._push_drawer(skill, joint, body, qpos, rot)
+            return self._push_drawer(skill, joint, body, qpos, self._push_rot(np.asarray(frame["axis"])))
         return self._sweep_door(skill, joint, body, qpos, rot)
+
+    def _push_rot(self, axis: np.ndarray) -> np.ndarray:
+        """Hand pose for pushing along horizontal ``axis``: the fingers close across the push (the hand's
+        thin side leads) and point forwards-down, so the palm stays behind the face being pushed and does not
+        hit the cabinet front above a drawer before the drawer is shut."""
+        axis = axis * np.array([1.0, 1.0, 0.0])
+        axis = axis / max(float(np.linalg.norm(axis)), 1e-9)
+        yaw = _near_yaw(math.atan2(axis[1], axis[0]) + math.pi / 2, self._yaw)
+        tilt = np.cross([0.0, 0.0, -1.0], axis)
+        return m.axis_angle_to_mat(PUSH_TILT * tilt / np.linalg.norm(tilt)) @ down(yaw)
 
     def _push_drawer(self, skill: str, joint: str, body: str, qpos: Any, rot: np.ndarray) -> list[m.Phase]:
         def face(w: dict[str, Any], depth: float) -> np.ndarray:

@@ -73,11 +73,11 @@ def run_expert_episode(
     if agent is None:
         agent = ExpertAgent()
         agent.configure(unwrapped.benchmark, unwrapped.protocol.to_dict())
-    ctx = contextlib.nullcontext() if render else cameras_blanked(env)
     actions = []
-    with ctx:
-        obs, info = env.reset(seed=seed, options={"episode": episode})
-        agent.reset([0])
+    obs, info = env.reset(seed=seed, options={"episode": episode})
+    agent.reset([0])
+    # after the reset: LIBERO's hard reset builds new observables, so blanking before it would not hold
+    with contextlib.nullcontext() if render else cameras_blanked(env):
         terminated = truncated = False
         while not (terminated or truncated):
             batch = {k: [v] if isinstance(v, str) else np.asarray(v)[None] for k, v in obs.items()}
