@@ -36,6 +36,12 @@ MAX_FINGER_SPAN = 0.075  # widest thing the Panda hand can close across, with ma
 # on every move (init states 0-1) lost tasks 4 and 7 (objects left the plate / basket) and fixed nothing.
 GAINS = m.Gains(pos=1.0, rot=1.0, max_pos_step=0.03, max_rot_step=0.3)
 SLOW = m.Gains(pos=1.0, rot=1.0, max_pos_step=0.012, max_rot_step=0.2)
+# LIBERO's flat stove knob (collision boxes): ring top 13 mm above the joint anchor, fin 24 mm thick
+KNOB_RADIUS = 0.028  # where along the fin the fingers push
+KNOB_FIN_HALF = 0.012
+KNOB_PUSH_HEIGHT = 0.032  # grip site above the anchor: finger bottoms (11 mm lower) clear the ring
+KNOB_PUSH = 0.03  # how far ahead of the fin the pushing target stays
+FINGER_HALF_THICKNESS = 0.011
 PUSH_TILT = 0.6  # rad the fingers lean into a push (see Planner._push_rot)
 MAX_ATTEMPTS = 2  # a failed goal is started over once
 REQUIRED_KEYS = ("objects", "joints", "robot", "goal", "sites", "boxes", "joint_frames", "bodies")
@@ -173,6 +179,7 @@ class Planner:
         self._yaw = 0.0
         self._slot: dict[str, int] = {}  # placement slot per object when several share one target
         self._fin: float | None = None  # tracked angle of the stove knob's fin half being pushed
+        self._knob_yaw: float | None = None  # finger yaw while pushing the knob
         self._next = 0  # index of the next goal to start
         self._attempts = 0  # attempts at the current goal
 
@@ -332,16 +339,15 @@ class Planner:
         return (lambda w: np.asarray(w["objects"][target]["pos"])[:2].copy()), float(top + 0.01)
 
     def _turn_on(self, world: dict[str, Any], fixture: str) -> list[m.Phase]:
-        """Stove knobs are a ring with a fin across it (along the knob's local y): push one half of the fin
-        round the joint axis (qpos grows counter-clockwise) with the closed fingers, beside the fin."""
+        """Stove knobs are a low ring with a fin across it (along the knob's local y; the joint's qpos grows
+        counter-clockwise). The closed fingers, closing along the fin, go down just behind one half of the fin
+        (in the counter-clockwise sense), above the ring, and push it round; the target keeps following the
+        fin and stays ``KNOB_PUSH`` ahead of it, so the push has the force to beat the joint's damping."""
         joint = next(j for j, f in world["joint_frames"].items() if f["object"] == fixture)
         body = next(b for b, v in world["bodies"].items() if v["joint"] == joint)
-        radius = 0.032
         skill = f"turnon_{fixture}"
         base = np.asarray(world["robot_base"])
         anchor0 = np.asarray(world["joint_frames"][joint]["anchor"])
-        top = float(np.asarray(world["bodies"][body]["pos"])[2])
-        height = top - float(anchor0[2]) + 0.03  # fingertips just above the ring, level with the fin
 
         def fin_angle(w: dict[str, Any]) -> float:
             fin = np.asarray(w["bodies"][body]["mat"]) @ np.array([0.0, 1.0, 0.0])
@@ -349,26 +355,32 @@ class Planner:
             ref = self._fin if self._fin is not None else a
             return _nearest_half_turn(a, ref)
 
-        first = math.atan2(*(np.asarray(world["bodies"][body]["mat"]) @ np.array([0.0, 1.0, 0.0]))[1::-1])
-        halves = [first, first + math.pi]
-        self._fin = min(halves, key=lambda a: float(np.linalg.norm(
-            anchor0[:2] + radius * np.array([math.cos(a), math.sin(a)]) - base[:2])))
+        first = fin_angle(world)
+        # the fin half nearer the robot: its far side is the one the hand reaches without crossing the knob
+        self._fin = min((first, first + math.pi), key=lambda a: float(np.linalg.norm(
+            anchor0[:2] + KNOB_RADIUS * np.array([math.cos(a), math.sin(a)]) - base[:2])))
 
-        def point(w: dict[str, Any], lead: float) -> np.ndarray:
+        def pose(w: dict[str, Any], side: float, lift: float) -> m.Target:
+            """Fingers ``side`` metres off the fin (negative: behind it), ``lift`` above pushing height."""
             self._fin = fin_angle(w)
             anchor = np.asarray(w["joint_frames"][joint]["anchor"])
-            a = self._fin - lead
-            return anchor + np.array([radius * math.cos(a), radius * math.sin(a), height])
+            radial = np.array([math.cos(self._fin), math.sin(self._fin), 0.0])
+            tangent = np.array([-radial[1], radial[0], 0.0])
+            point = anchor + KNOB_RADIUS * radial + side * tangent + [0.0, 0.0, KNOB_PUSH_HEIGHT + lift]
+            # the previous yaw is the reference, so the hand never flips half a turn as the fin rotates
+            self._knob_yaw = _near_yaw(self._fin, self._knob_yaw if self._knob_yaw is not None else self._yaw)
+            return point, down(self._knob_yaw)
 
-        rot = down(self._yaw)
+        behind = -(KNOB_FIN_HALF + FINGER_HALF_THICKNESS + 0.008)
+        push = m.Gains(pos=1.0, rot=1.0, max_pos_step=0.05, max_rot_step=0.3)
         turned = lambda c: float(np.asarray(c.world["joints"][joint]).reshape(-1)[0]) > 0.75  # noqa: E731
         return [
-            m.Phase(skill, lambda c: (point(c.world, 1.3) + [0, 0, 0.08], rot), m.GRIPPER_CLOSE, max_steps=150),
-            # the fingers may graze the ring or the fin on the way down: close enough is enough
-            m.Phase(skill, lambda c: (point(c.world, 1.3), rot), m.GRIPPER_CLOSE, max_steps=60, gains=SLOW,
+            m.Phase(skill, lambda c: pose(c.world, behind, 0.08), m.GRIPPER_CLOSE, max_steps=150),
+            # the fingers may graze the ring on the way down: close enough is enough
+            m.Phase(skill, lambda c: pose(c.world, behind, 0.0), m.GRIPPER_CLOSE, max_steps=60, gains=SLOW,
                     pos_tol=0.006, timeout_ok=True),
-            m.Phase(skill, lambda c: (point(c.world, -0.4), rot), m.GRIPPER_CLOSE, max_steps=150, until=turned,
-                    gains=SLOW, check=turned),
+            m.Phase(skill, lambda c: pose(c.world, KNOB_PUSH, 0.0), m.GRIPPER_CLOSE, max_steps=150, until=turned,
+                    gains=push, check=turned),
             m.Phase(skill, m.relative((0, 0, 0.08)), m.GRIPPER_OPEN, max_steps=40, pos_tol=0.02, timeout_ok=True),
         ]
 
