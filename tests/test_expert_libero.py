@@ -88,15 +88,16 @@ def test_expert_solves_an_episode_and_replays_bitwise(env) -> None:
     # replay the first 40 steps: the same plan gives bitwise the same actions
     agent = ExpertAgent()
     agent.configure("libero_long", env.unwrapped.protocol.to_dict())
-    with cameras_blanked(env):
-        obs, _ = env.reset(options={"episode": episode})
-        agent.reset([0])
+    obs, _ = env.reset(options={"episode": episode})
+    agent.reset([0])
+    with cameras_blanked(env):  # after the reset, which builds new camera observables
         for step in range(40):
             batch = {k: [v] if isinstance(v, str) else np.asarray(v)[None] for k, v in obs.items()}
             batch[PRIVILEGED_KEY] = [env.unwrapped.privileged_state()]
             action = agent.act(batch, [0])[0, 0]
             assert np.array_equal(action, first.actions[step]), step
             obs, *_ = env.step(action)
+            assert obs["image"].max() == 0, "the cameras were not blanked"
 
 
 @pytest.mark.slow

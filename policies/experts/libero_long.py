@@ -371,7 +371,7 @@ class Planner:
             self._knob_yaw = _near_yaw(self._fin, self._knob_yaw if self._knob_yaw is not None else self._yaw)
             return point, down(self._knob_yaw)
 
-        behind = -(KNOB_FIN_HALF + FINGER_HALF_THICKNESS + 0.008)
+        behind = -(KNOB_FIN_HALF + FINGER_HALF_THICKNESS + 0.016)
         push = m.Gains(pos=1.0, rot=1.0, max_pos_step=0.05, max_rot_step=0.3)
         turned = lambda c: float(np.asarray(c.world["joints"][joint]).reshape(-1)[0]) > 0.75  # noqa: E731
         return [
