@@ -38,10 +38,14 @@ GAINS = m.Gains(pos=1.0, rot=1.0, max_pos_step=0.03, max_rot_step=0.3)
 SLOW = m.Gains(pos=1.0, rot=1.0, max_pos_step=0.012, max_rot_step=0.2)
 # LIBERO's flat stove knob (collision boxes): ring top 13 mm above the joint anchor, fin 24 mm thick
 KNOB_RADIUS = 0.028  # where along the fin the fingers push
-KNOB_FIN_HALF = 0.012
+KNOB_BEHIND = 0.039  # fingers' centre off the fin's mid-plane on the way down: 12 mm fin + 11 mm finger + 16 mm
 KNOB_PUSH_HEIGHT = 0.032  # grip site above the anchor: finger bottoms (11 mm lower) clear the ring
 KNOB_PUSH = 0.03  # how far ahead of the fin the pushing target stays
-FINGER_HALF_THICKNESS = 0.011
+# open Panda fingers seen from above, for grasp clearance: outer faces from the grasp centre along the closing
+# direction, and half their width across it
+FINGER_REACH = 0.055
+FINGER_HALF_WIDTH = 0.012
+CLEAR_ENOUGH = 0.02  # a grasp this far from every neighbour stays where it is
 PUSH_TILT = 0.6  # rad the fingers lean into a push (see Planner._push_rot)
 MAX_ATTEMPTS = 2  # a failed goal is started over once
 REQUIRED_KEYS = ("objects", "joints", "robot", "goal", "sites", "boxes", "joint_frames", "bodies")
@@ -114,11 +118,6 @@ def grasp_spec(world: dict[str, Any], name: str, reference_yaw: float) -> tuple[
             point = _clearest_grasp(world, name, point, across, along, long_half)
         yaw = math.atan2(across[1], across[0])
     return rot.T @ (point - pos), _near_yaw(yaw, reference_yaw)
-
-
-FINGER_REACH = 0.055  # open fingers' outer faces from the grasp centre, along the closing direction
-FINGER_HALF_WIDTH = 0.012
-CLEAR_ENOUGH = 0.02
 
 
 def _clearest_grasp(world: dict[str, Any], name: str, point: np.ndarray, across: np.ndarray, along: np.ndarray,
@@ -371,13 +370,12 @@ class Planner:
             self._knob_yaw = _near_yaw(self._fin, self._knob_yaw if self._knob_yaw is not None else self._yaw)
             return point, down(self._knob_yaw)
 
-        behind = -(KNOB_FIN_HALF + FINGER_HALF_THICKNESS + 0.016)
         push = m.Gains(pos=1.0, rot=1.0, max_pos_step=0.05, max_rot_step=0.3)
         turned = lambda c: float(np.asarray(c.world["joints"][joint]).reshape(-1)[0]) > 0.75  # noqa: E731
         return [
-            m.Phase(skill, lambda c: pose(c.world, behind, 0.08), m.GRIPPER_CLOSE, max_steps=150),
+            m.Phase(skill, lambda c: pose(c.world, -KNOB_BEHIND, 0.08), m.GRIPPER_CLOSE, max_steps=150),
             # the fingers may graze the ring on the way down: close enough is enough
-            m.Phase(skill, lambda c: pose(c.world, behind, 0.0), m.GRIPPER_CLOSE, max_steps=60, gains=SLOW,
+            m.Phase(skill, lambda c: pose(c.world, -KNOB_BEHIND, 0.0), m.GRIPPER_CLOSE, max_steps=60, gains=SLOW,
                     pos_tol=0.006, timeout_ok=True),
             m.Phase(skill, lambda c: pose(c.world, KNOB_PUSH, 0.0), m.GRIPPER_CLOSE, max_steps=150, until=turned,
                     gains=push, check=turned),
