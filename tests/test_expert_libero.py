@@ -96,9 +96,9 @@ def test_expert_solves_an_episode_and_replays_bitwise(env) -> None:
     # replay the first 40 steps: the same plan gives bitwise the same actions
     agent = ExpertAgent()
     agent.configure("libero_long", env.unwrapped.protocol.to_dict())
-    obs, _ = env.reset(options={"episode": episode})
-    agent.reset([0])
-    with cameras_blanked(env):  # after the reset, which builds new camera observables
+    with cameras_blanked(env):
+        obs, _ = env.reset(options={"episode": episode})
+        agent.reset([0])
         for step in range(40):
             batch = {k: [v] if isinstance(v, str) else np.asarray(v)[None] for k, v in obs.items()}
             batch[PRIVILEGED_KEY] = [env.unwrapped.privileged_state()]

@@ -278,6 +278,15 @@ class LiberoLongEnv(gym.Env):
             out["image_native"] = agentview
         return out
 
+    @property
+    def render_cameras(self) -> bool:
+        """Whether steps render the cameras (see the class docstring); may be switched between steps."""
+        return self._render_cameras
+
+    @render_cameras.setter
+    def render_cameras(self, value: bool) -> None:
+        self._render_cameras = bool(value)
+
     def _camera(self, raw_obs: dict[str, Any], key: str) -> np.ndarray:
         """A camera's upright image at render size (black when the cameras are off)."""
         if not self._render_cameras:
