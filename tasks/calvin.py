@@ -10,15 +10,24 @@ Protocols:
 
 - ``vlm4vla`` (default): the published evaluation. 360 steps per subtask, success checked after every step
   against the state when the subtask started, the chain ends at the first failed subtask; static camera
-  200x200 and gripper camera 84x84 rendered with TinyRenderer and resized to 224 (linear); LED/button
-  behaviour of calvin_env commit 1431a46 (a reset leaves the button's toggle state off); policies execute
-  all 10 actions of a chunk.
+  200x200 and gripper camera 84x84 rendered with PyBullet's EGL renderer (as the CALVIN dataset and the
+  official evaluation: ``use_egl: true``) and resized to 224 (linear); relative actions scaled in float32 as
+  calvin_env does with the float32 arrays the published loops send; LED/button behaviour of calvin_env commit
+  1431a46 (a reset leaves the button's toggle state off). Every chain is rendered as the original renders the
+  first chain after its start-up (EGL's first two images are shadow-free), which is what the recorded traces
+  show, and keeps a chain's images independent of the chains before it.
 - ``vlm4vla_static``: the same with the gripper camera not rendered (the paper's policy sees only the
-  static camera; about twice as fast). Same scores, different digest.
+  static camera; faster). EGL's render count is kept as if it were rendered, so the static images are the
+  same. Same scores, different digest.
+- ``vlm4vla_warm``: EGL images as a long-running original evaluation renders every chain after its first
+  (shadows from the first image on). Not reproducible against recorded traces; offered for comparison.
+- ``tiny``: PyBullet's TinyRenderer (CPU rasteriser) instead of EGL: the physics is the same, the images
+  differ from the dataset's (mean 21.9/255 on the static camera), so policies see another image domain.
 - ``fixed_button``: the newer calvin_env's LED/button behaviour (the toggle state follows the LED). Scores
   are not comparable with the published ones.
-- ``egl``: the EGL (OpenGL) renderer, as the dataset and the official evaluation use. Needs PyBullet's EGL
-  plugin and an EGL device; images differ from TinyRenderer's.
+
+How many actions of a predicted chunk run open-loop is the policy's own setting (``Agent.execute_steps``,
+recorded with the policy in every results file), not a protocol field: the benchmark runs whatever it is sent.
 """
 
 from __future__ import annotations
@@ -74,7 +83,8 @@ INSTRUCTIONS: dict[str, str] = {
 TASK_NAMES: tuple[str, ...] = tuple(INSTRUCTIONS)
 NUM_CHAINS = 1000
 CAMERAS = ("static", "gripper")
-RENDERERS = ("tiny", "egl")
+RENDERERS = ("egl", "tiny")
+RENDERER_STATES = ("fresh", "warm")
 BUTTON_MODES = ("1431a46", "fixed")
 RESIZE_INTERPOLATIONS = ("linear", "area", "cubic", "nearest")
 
@@ -101,16 +111,16 @@ class CalvinProtocol(Protocol):
     gripper_size: int = 84
     image_size: int = 224
     resize_interpolation: str = "linear"
-    renderer: str = "tiny"
+    renderer: str = "egl"
+    renderer_state: str = "fresh"  # EGL: every chain rendered as the original's first after start-up
     button_mode: str = "1431a46"
     gripper_threshold: float = 0.0  # contract gripper input > threshold -> open (+1), else close (-1)
-    execute_steps: int = 10  # actions of each predicted chunk executed open-loop
+    action_dtype: str = "float32"  # the relative-action arithmetic (the published loops send float32 arrays)
     control_freq: int = 30
     physics: str = "pybullet==3.2.7 calvin_env@1431a46 physics"
 
     def __post_init__(self) -> None:
-        for field in ("num_chains", "max_steps_per_subtask", "static_size", "gripper_size", "image_size",
-                      "execute_steps"):
+        for field in ("num_chains", "max_steps_per_subtask", "static_size", "gripper_size", "image_size"):
             if getattr(self, field) < 1:
                 raise ValueError(f"protocol field {field} must be >= 1, got {getattr(self, field)}")
         if not 1 <= self.chain_length <= 5:
@@ -122,6 +132,12 @@ class CalvinProtocol(Protocol):
             raise ValueError(f"cameras must include 'static' and only name {CAMERAS}, got {self.cameras}")
         if self.renderer not in RENDERERS:
             raise ValueError(f"renderer must be one of {RENDERERS}, got {self.renderer!r}")
+        if self.renderer_state not in RENDERER_STATES:
+            raise ValueError(f"renderer_state must be one of {RENDERER_STATES}, got {self.renderer_state!r}")
+        if self.renderer_state == "warm" and self.renderer != "egl":
+            raise ValueError("renderer_state 'warm' is about EGL's shadows: it needs renderer 'egl'")
+        if self.action_dtype != "float32":
+            raise ValueError("action_dtype is a fact of calvin_env 1431a46 under the published loops: only 'float32'")
         if self.button_mode not in BUTTON_MODES:
             raise ValueError(f"button_mode must be one of {BUTTON_MODES}, got {self.button_mode!r}")
         if self.resize_interpolation not in RESIZE_INTERPOLATIONS:
@@ -135,8 +151,9 @@ class CalvinProtocol(Protocol):
 PROTOCOLS: dict[str, CalvinProtocol] = {
     "vlm4vla": CalvinProtocol(),
     "vlm4vla_static": CalvinProtocol(name="vlm4vla_static", cameras=("static",)),
+    "vlm4vla_warm": CalvinProtocol(name="vlm4vla_warm", renderer_state="warm"),
+    "tiny": CalvinProtocol(name="tiny", renderer="tiny"),
     "fixed_button": CalvinProtocol(name="fixed_button", button_mode="fixed"),
-    "egl": CalvinProtocol(name="egl", renderer="egl"),
 }
 DEFAULT_PROTOCOL = "vlm4vla"
 

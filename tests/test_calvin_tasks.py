@@ -20,7 +20,9 @@ def test_registry_and_plan() -> None:
     protocol = bench.protocol()
     assert protocol.max_steps_per_subtask == 360 and protocol.chain_length == 5 and protocol.num_chains == 1000
     assert (protocol.static_size, protocol.gripper_size, protocol.image_size) == (200, 84, 224)
-    assert protocol.renderer == "tiny" and protocol.button_mode == "1431a46"
+    # The published pipeline: EGL images, float32 action arithmetic, the LED/button of calvin_env 1431a46.
+    assert protocol.renderer == "egl" and protocol.renderer_state == "fresh" and protocol.button_mode == "1431a46"
+    assert protocol.action_dtype == "float32" and not hasattr(protocol, "execute_steps")
     plan = bench.episode_plan(protocol)
     assert [k.index for k in plan] == list(range(1000))
     assert {k.task for k in plan} == {"chain"} and plan[999].within_task == 999
@@ -28,8 +30,10 @@ def test_registry_and_plan() -> None:
 
 
 def test_protocol_variants_have_their_own_digest() -> None:
-    digests = {BENCHMARK.protocol(name).digest for name in ("vlm4vla", "vlm4vla_static", "fixed_button", "egl")}
-    assert len(digests) == 4
+    names = ("vlm4vla", "vlm4vla_static", "vlm4vla_warm", "tiny", "fixed_button")
+    digests = {BENCHMARK.protocol(name).digest for name in names}
+    assert len(digests) == len(names)
+    assert BENCHMARK.protocol("tiny").renderer == "tiny" and BENCHMARK.protocol("vlm4vla_warm").renderer_state == "warm"
     assert BENCHMARK.protocol("fixed_button").button_mode == "fixed"
     assert BENCHMARK.protocol("vlm4vla_static").cameras == ("static",)
 
@@ -38,6 +42,9 @@ def test_protocol_variants_have_their_own_digest() -> None:
     "overrides, match",
     [
         ({"renderer": "opengl"}, "renderer"),
+        ({"renderer_state": "hot"}, "renderer_state"),
+        ({"renderer": "tiny", "renderer_state": "warm"}, "renderer_state"),
+        ({"action_dtype": "float64"}, "action_dtype"),
         ({"button_mode": "new"}, "button_mode"),
         ({"cameras": ("gripper",)}, "cameras"),
         ({"max_steps_per_subtask": 0}, "max_steps_per_subtask"),

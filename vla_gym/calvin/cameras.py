@@ -35,6 +35,7 @@ class Cameras:
         self.robot_uid = robot_uid
         self.renderer = RENDERERS[renderer]
         self.sizes = dict(NATIVE_SIZES if sizes is None else sizes)
+        self.renders = 0  # images rendered in this client so far
         self.static_view = p.computeViewMatrix(STATIC_EYE, STATIC_TARGET, STATIC_UP, physicsClientId=cid)
         self.static_proj = p.computeProjectionMatrixFOV(
             fov=STATIC_FOV, aspect=1.0, nearVal=STATIC_NEAR, farVal=STATIC_FAR, physicsClientId=cid
@@ -43,7 +44,15 @@ class Cameras:
             fov=GRIPPER_FOV, aspect=1.0, nearVal=GRIPPER_NEAR, farVal=GRIPPER_FAR, physicsClientId=cid
         )
 
+    def spend_renders_until(self, count: int) -> None:
+        """1x1 renders of the static view until ``count`` renders were made in this client: they advance the
+        renderer's state (see ``world.EGL_SHADOWLESS_RENDERS``) but show nothing."""
+        while self.renders < count:
+            self.renders += 1
+            _rgb(self.cid, 1, self.static_view, self.static_proj, self.renderer)
+
     def static(self) -> np.ndarray:
+        self.renders += 1
         return _rgb(self.cid, self.sizes["static"], self.static_view, self.static_proj, self.renderer)
 
     def gripper(self) -> np.ndarray:
@@ -51,4 +60,5 @@ class Cameras:
         pos, orn = p.getLinkState(self.robot_uid, GRIPPER_CAM_LINK, physicsClientId=self.cid)[:2]
         rot = np.array(p.getMatrixFromQuaternion(orn)).reshape(3, 3)
         view = p.computeViewMatrix(pos, np.asarray(pos) + rot[:, 1], -rot[:, 2], physicsClientId=self.cid)
+        self.renders += 1
         return _rgb(self.cid, self.sizes["gripper"], view, self.gripper_proj, self.renderer)

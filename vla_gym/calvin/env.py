@@ -90,6 +90,7 @@ class CalvinEnv(gym.Env):
             renderer=self.protocol.renderer,
             button_mode=self.protocol.button_mode,
             camera_sizes={"static": self.protocol.static_size, "gripper": self.protocol.gripper_size},
+            renderer_state=self.protocol.renderer_state,
         )
         self._tasks: tuple[str, ...] = ()
         self._episode = -1
@@ -208,11 +209,10 @@ class CalvinEnv(gym.Env):
         return resize_square(image, self.protocol.image_size, self.protocol.resize_interpolation)
 
     def _observe(self) -> dict[str, Any]:
-        cams = self.world.cameras
-        assert cams is not None
-        obs: dict[str, Any] = {"image": self._resize(cams.static())}
+        images = self.world.observe_images(gripper=self._wrist)
+        obs: dict[str, Any] = {"image": self._resize(images["static"])}
         if self._wrist:
-            obs["wrist_image"] = self._resize(cams.gripper())
+            obs["wrist_image"] = self._resize(images["gripper"])
         obs["language"] = instruction(self._tasks[min(self._index, len(self._tasks) - 1)])
         if self.proprio:
             obs["proprio"] = self.world.robot.observation().astype(np.float32)

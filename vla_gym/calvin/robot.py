@@ -61,11 +61,13 @@ class PandaRobot:
             useFixedBase=True,
             physicsClientId=cid,
         )
+        # The pedestal's offset sits in the visual frame of a body at the origin, as in the original: the same
+        # picture for TinyRenderer, but EGL's shading differs by a pixel otherwise.
         shape = p.createVisualShape(
             p.GEOM_CYLINDER, radius=PEDESTAL_RADIUS, length=PEDESTAL_LENGTH, rgbaColor=[1, 1, 1, 1],
-            physicsClientId=cid,
+            visualFramePosition=PEDESTAL_POSITION, physicsClientId=cid,
         )
-        p.createMultiBody(baseVisualShapeIndex=shape, basePosition=PEDESTAL_POSITION, physicsClientId=cid)
+        p.createMultiBody(baseVisualShapeIndex=shape, physicsClientId=cid)
         # The fingers are geared to move symmetrically.
         gear = p.createConstraint(
             self.uid, GRIPPER_JOINTS[0], self.uid, GRIPPER_JOINTS[1], jointType=p.JOINT_GEAR,
@@ -100,10 +102,12 @@ class PandaRobot:
 
     def apply_action(self, action: np.ndarray) -> None:
         """``action`` float32 (7,): relative TCP motion, gripper exactly +1 (open) or -1 (close)."""
-        # Scaled in float64 (the reference traces were recorded with float64 actions; a float32 product differs
-        # by ~1e-10 m), into new arrays: the caller's action is never modified.
-        rel_pos = np.asarray(action[:3], dtype=np.float64) * MAX_REL_POS
-        rel_orn = np.asarray(action[3:6], dtype=np.float64) * MAX_REL_ORN
+        # calvin_env 1431a46 scales the relative action in place, in the caller's array, so the product is
+        # computed in that array's dtype; the published loops send float32. Reproduce that float32 product
+        # (a float64 one differs by ~1e-9 m and changes outcomes through contacts), into new arrays: the
+        # caller's action is never modified.
+        rel_pos = np.asarray(action[:3], dtype=np.float32) * np.float32(MAX_REL_POS)
+        rel_orn = np.asarray(action[3:6], dtype=np.float32) * np.float32(MAX_REL_ORN)
         self.target_pos = self.target_pos + rel_pos
         self.target_orn = self.target_orn + rel_orn
         gripper = int(action[6])
