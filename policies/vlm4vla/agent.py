@@ -75,12 +75,19 @@ def load_vlm(
     from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerFast
 
     try:
+        config = AutoConfig.from_pretrained(source)
+        found = family_of_config(config)
+        if family.name not in found:
+            raise TrainConfigError(
+                f"policy.model_path {source} is a {config.model_type!r} model "
+                f"({'a ' + '/'.join(found) + ' base model' if found else 'not a VLM4VLA backbone'}), but the "
+                f"policy config is for {family.name} ({family.default_model})"
+            )
         if weights:
-            vlm = family.model_class().from_pretrained(source, dtype=dtype)
+            vlm = family.model_class().from_pretrained(source, config=config, dtype=dtype)
         else:
             from transformers.initialization import no_init_weights
 
-            config = AutoConfig.from_pretrained(source)
             with no_init_weights():  # every weight comes from the checkpoint
                 vlm = family.model_class()._from_config(config, dtype=dtype)
         if local and (Path(source) / "tokenizer.json").is_file():
@@ -94,13 +101,6 @@ def load_vlm(
             f"could not load base model {source!r} ({exc}). Without network access, download "
             f"{family.default_model} elsewhere and set policy.model_path to its folder."
         ) from exc
-    found = family_of_config(vlm.config)
-    if family.name not in found:
-        raise TrainConfigError(
-            f"policy.model_path {source} is a {vlm.config.model_type!r} model "
-            f"({'a ' + '/'.join(found) + ' base model' if found else 'not a VLM4VLA backbone'}), but the policy "
-            f"config is for {family.name} ({family.default_model})"
-        )
     return vlm.eval(), tokenizer, source if local else None
 
 

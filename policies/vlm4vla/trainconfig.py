@@ -139,7 +139,7 @@ def _key(cfg: TrainConfig) -> tuple[Any, ...]:
 
 def find(checkpoint: str | Path, container: Mapping[str, Any] | None, chunk: int | None) -> TrainConfig | None:
     """The training config of ``checkpoint`` (see the module doc), or None when there is none."""
-    folder = Path(checkpoint).expanduser().resolve().parent
+    folder = Path(checkpoint).expanduser().absolute().parent  # not resolve(): a linked file keeps its folder
     projects = sorted(folder.glob("*project.json"))
     if len(projects) == 1:
         return read_file(projects[0])
