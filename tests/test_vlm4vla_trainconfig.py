@@ -180,3 +180,33 @@ def test_moe_experts_saved_by_transformers_4_are_transposed_on_load() -> None:
 
 def read_checkpoint_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k.removeprefix("model."): v for k, v in state.items()}
+
+
+@pytest.mark.parametrize("family", ["qwen3vl", "qwen3vlmoe", "paligemma2"])
+def test_every_family_loads_from_a_weightless_base_folder(family: str, tmp_path) -> None:
+    """The user path for families without shared recordings: a base folder with config.json and the tokenizer
+    only, a checkpoint in the paper's (legacy) key layout, the training config beside it."""
+    from vlm_fixtures import INSTRUCTIONS, images, tiny_agent
+
+    from test_vlm4vla_golden import CONFIG_OF
+
+    source = tiny_agent(family, seed=2)
+    imgs = images(2, seed=4)
+    expected = source.predict(imgs, INSTRUCTIONS[:2])
+    base = tmp_path / "base"
+    source.backbone.vlm.config.save_pretrained(base)
+    source.backbone.tokenizer.save_pretrained(base)
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"state_dict": paper_state_dict(source.model, family, legacy=True)}, run / "epoch=1-step=100.pt")
+    data = json.loads((GOLDEN / "kosmos2" / "policy_config_calvin.json").read_text())
+    model = {"qwen3vl": "qwen3vl", "qwen3vlmoe": "qwen3vlmoe", "paligemma2": "paligemma"}[family]
+    robovlm = {"qwen3vl": "RoboQwen3VL_int", "qwen3vlmoe": "RoboQwen3VLMOE", "paligemma2": "RoboPaligemma"}[family]
+    data.update(model=model, robovlm_name=robovlm)
+    data["act_head"]["hidden_size"] = 1024
+    (run / "2025-02-02-project.json").write_text(json.dumps(data))
+    agent = _instantiate([f"policy={CONFIG_OF[family]}", f"policy.model_path={base}", f"policy.checkpoint={run}"])
+    assert agent.train_config.model == model
+    got = agent.predict(imgs, INSTRUCTIONS[:2])
+    np.testing.assert_allclose(got[0], expected[0], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(got[1], expected[1], atol=1e-6, rtol=0)
