@@ -186,9 +186,8 @@ def read_checkpoint_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 def test_every_family_loads_from_a_weightless_base_folder(family: str, tmp_path) -> None:
     """The user path for families without shared recordings: a base folder with config.json and the tokenizer
     only, a checkpoint in the paper's (legacy) key layout, the training config beside it."""
-    from vlm_fixtures import INSTRUCTIONS, images, tiny_agent
-
     from test_vlm4vla_golden import CONFIG_OF
+    from vlm_fixtures import INSTRUCTIONS, images, tiny_agent
 
     source = tiny_agent(family, seed=2)
     imgs = images(2, seed=4)
