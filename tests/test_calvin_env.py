@@ -198,3 +198,34 @@ def test_check_env_contract(calvin_dir: Path) -> None:
         check_env(env.unwrapped, skip_render_check=True)
     finally:
         env.close()
+
+
+def _reset_in_child(data_dir: str, queue) -> None:  # noqa: ANN001 - a multiprocessing queue
+    env = gym.make("VLA/Calvin-v0", data_dir=data_dir, protocol="vlm4vla_static")
+    try:
+        env.reset(options={"episode": 0})
+        queue.put("reset")
+    except Exception as exc:  # noqa: BLE001 - the error is what the test reads
+        queue.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_egl_is_not_started_by_construction_and_a_forked_child_is_told_why_it_cannot_render(calvin_dir) -> None:
+    """gymnasium's AsyncVectorEnv builds an env in the parent and then forks: construction must not start EGL.
+    A child forked after the parent rendered gets a clear error instead of hanging."""
+    import multiprocessing
+
+    from vla_gym.calvin import world as world_module
+
+    ctx = multiprocessing.get_context("fork")
+    env = gym.make("VLA/Calvin-v0", data_dir=str(calvin_dir), protocol="vlm4vla_static")
+    assert env.unwrapped._world is None  # nothing rendered, no EGL context yet
+    queue = ctx.Queue()
+    env.reset(options={"episode": 0})
+    assert world_module._EGL_PID is not None
+    child = ctx.Process(target=_reset_in_child, args=(str(calvin_dir), queue))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+    message = queue.get(timeout=5)
+    assert message.startswith("EGLUnavailableError") and "spawn" in message
+    env.close()

@@ -85,13 +85,9 @@ class CalvinEnv(gym.Env):
             wrist=self._wrist, proprio_dim=PROPRIO_DIM if self.proprio else None, image_size=self.protocol.image_size
         )
         self.action_space = contract.action_space()
-        self.world = CalvinWorld(
-            self.data_dir,
-            renderer=self.protocol.renderer,
-            button_mode=self.protocol.button_mode,
-            camera_sizes={"static": self.protocol.static_size, "gripper": self.protocol.gripper_size},
-            renderer_state=self.protocol.renderer_state,
-        )
+        # Built at the first reset, not here: gymnasium's AsyncVectorEnv builds an env in the parent only to read
+        # its spaces and then forks, and an EGL context made before a fork hangs the children.
+        self._world: CalvinWorld | None = None
         self._tasks: tuple[str, ...] = ()
         self._episode = -1
         self._index = 0
@@ -102,6 +98,19 @@ class CalvinEnv(gym.Env):
         self._steps = 0
         self._done = True
         self._last_obs: dict[str, Any] | None = None
+
+    @property
+    def world(self) -> CalvinWorld:
+        """The PyBullet world (built at the first reset)."""
+        if self._world is None:
+            self._world = CalvinWorld(
+                self.data_dir,
+                renderer=self.protocol.renderer,
+                button_mode=self.protocol.button_mode,
+                camera_sizes={"static": self.protocol.static_size, "gripper": self.protocol.gripper_size},
+                renderer_state=self.protocol.renderer_state,
+            )
+        return self._world
 
     # ----------------------------------------------------------------------------------------------- reset
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
@@ -287,7 +296,8 @@ class CalvinEnv(gym.Env):
         return self._last_obs["image"]
 
     def close(self) -> None:
-        world = getattr(self, "world", None)
+        world = getattr(self, "_world", None)
         if world is not None:
             world.close()
+            self._world = None
         super().close()
