@@ -66,6 +66,10 @@ def test_protocol_digests_are_stable_and_distinguish_protocols():
     assert default.digest == BENCHMARK.protocol("vlm4vla").digest == LiberoLongProtocol().digest
     names = ("vlm4vla", "vlm4vla_fast", "openvla", "openpi")
     assert len({BENCHMARK.protocol(name).digest for name in names}) == len(names)
+    # pinned (docs/libero_long.md lists them): a change to any protocol constant must be deliberate
+    assert [BENCHMARK.protocol(name).digest for name in names] == [
+        "fe0890d3878be05a", "1ec8f7b24f18d0f3", "cd0bbc319a6b0f19", "af7167271c7690d0",
+    ]  # fmt: skip
     changed = BENCHMARK.protocol(max_steps=100)
     assert changed.max_steps == 100 and changed.digest != default.digest
     # the no-op's Python types and the action precision are part of the digest
