@@ -12,6 +12,11 @@ The harness calls, for a rollout over N envs:
    shorter) before asking again; that logic lives in one place (``harness.chunking``).
    Agents that set ``needs_privileged = True`` (scripted experts only) also get ``obs["privileged"]``, a list
    of each env's ``env.unwrapped.privileged_state()``: simulator ground truth no real policy may use.
+   Agents that set ``needs_native_image`` (True, or the benchmarks on which they need it) also get
+   ``obs["image_native"]`` (B, S, S, 3) uint8: the upright camera image at the env's render size S (256 on
+   LIBERO), before the resize to 224, for policies that preprocess the render themselves (a crop). The
+   harness reads the declaration from the agent's class when it builds the env spec and turns the env's
+   ``native_image`` option on; an env that cannot give it is refused before any episode runs.
    When an episode ends, ``agent.episode_info(env_id)`` is stored in its record (e.g. an expert's failed skill).
 4. ``agent.close()`` at the end.
 """
@@ -36,6 +41,9 @@ class Agent(abc.ABC):
     execute_steps: int = 1
     #: scripted experts only: receive obs["privileged"] (simulator ground truth)
     needs_privileged: bool = False
+    #: receive obs["image_native"] (the render before the resize to 224): True on every benchmark, or the
+    #: names of the benchmarks that need it, e.g. ("libero_long",). Read from the class, before it is built.
+    needs_native_image: bool | tuple[str, ...] = False
 
     def configure(self, benchmark: str, protocol: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Called once before rollouts with the benchmark name and the protocol dict."""
@@ -61,3 +69,16 @@ class Agent(abc.ABC):
 
 def batch_size(obs: Observation) -> int:
     return len(obs["language"])
+
+
+def needs_native_image_on(agent_class: type[Agent], benchmark: str) -> bool:
+    """Whether ``agent_class`` declares that it needs ``obs["image_native"]`` on ``benchmark``."""
+    declared = agent_class.needs_native_image
+    if isinstance(declared, bool):
+        return declared
+    if isinstance(declared, str) or not all(isinstance(name, str) for name in declared):
+        raise TypeError(
+            f"{agent_class.__name__}.needs_native_image must be a bool or a tuple of benchmark names, "
+            f"got {declared!r}"
+        )
+    return benchmark in declared
