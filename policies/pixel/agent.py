@@ -8,6 +8,7 @@ or the action mapping on purpose (see :mod:`policies.perturb`), for tests that a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,10 @@ from policies.base import Agent, Observation
 from policies.perturb import check_perturbations, perturb_actions, perturb_images
 from policies.pixel.model import PixelPolicyNet, words_vector
 from policies.pixel.train import CHECKPOINT_FORMAT, Recipe, build_model
+from tasks.protocol import digest_of
 from vla_gym.images import resize_square
+
+log = logging.getLogger(__name__)
 
 
 def read_checkpoint(path: str) -> dict[str, Any]:
@@ -35,7 +39,7 @@ class PixelAgent(Agent):
         self,
         checkpoint: str | None = None,
         chunk_size: int = 8,
-        execute_steps: int = 4,
+        execute_steps: int = 8,
         perturb: Sequence[str] = (),
         threads: int | None = None,
     ) -> None:
@@ -46,8 +50,18 @@ class PixelAgent(Agent):
         self.model: PixelPolicyNet | None = None
         self.step: int | None = None
         self.protocol_digest: str | None = None
+        self._run_digest: str | None = None
         if checkpoint:
             self.load_weights(checkpoint)
+
+    def configure(self, benchmark: str, protocol: dict[str, Any]) -> None:
+        self._run_digest = digest_of(protocol)
+        self._check_protocol()
+
+    def _check_protocol(self) -> None:
+        if self._run_digest and self.protocol_digest and self._run_digest != self.protocol_digest:
+            log.warning("the pixel checkpoint was trained on protocol digest %s, this run's is %s",
+                        self.protocol_digest, self._run_digest)  # fmt: skip
 
     def load_weights(self, checkpoint: str) -> None:
         state = read_checkpoint(checkpoint)
@@ -59,6 +73,7 @@ class PixelAgent(Agent):
         model.eval()
         self.model, self.step = model, int(state["step"])
         self.protocol_digest = state.get("protocol_digest")
+        self._check_protocol()
 
     def act(self, obs: Observation, env_ids: Sequence[int]) -> np.ndarray:
         if self.model is None:

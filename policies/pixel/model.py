@@ -26,7 +26,7 @@ def words_vector(instructions: Sequence[str]) -> np.ndarray:
 class PixelPolicyNet(nn.Module):
     """uint8 images (B, S, S, 3) + word vectors (B, WORD_BUCKETS) -> action chunks (B, chunk, 7).
 
-    Conv strides 2, 2, 2, 1 (S=64: 8x8x64 features, flattened so positions stay), language embedding concatenated,
+    The image (scaled to [-1, 1]) gets two coordinate channels; conv strides 2, 2, 2, 1 (S=64: 8x8x64 features, flattened so positions stay), language embedding concatenated,
     then a 2-layer MLP. About 1.1 M parameters at S=64.
     """
 
@@ -34,7 +34,7 @@ class PixelPolicyNet(nn.Module):
         super().__init__()
         self.image_size, self.chunk = image_size, chunk
         self.conv = nn.Sequential(
-            nn.Conv2d(3, width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(5, width, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(2 * width, 2 * width, 3, stride=1, padding=1), nn.ReLU(),
@@ -46,6 +46,10 @@ class PixelPolicyNet(nn.Module):
 
     def forward(self, images: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
         x = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        n, _, h, w = x.shape
+        ys = torch.linspace(-1.0, 1.0, h).view(1, 1, h, 1).expand(n, 1, h, w)
+        xs = torch.linspace(-1.0, 1.0, w).view(1, 1, 1, w).expand(n, 1, h, w)
+        x = torch.cat([x, ys, xs], dim=1)  # pixel coordinates as two more channels: where things are matters
         x = self.image_fc(self.conv(x).flatten(1))
         x = torch.cat([x, torch.relu(self.words(words))], dim=1)
         return self.head(x).view(-1, self.chunk, ACTION_DIM)

@@ -113,7 +113,7 @@ def evaluate_checkpoint(
     from harness.evaluate import evaluate
 
     cfg = _config("config", [
-        *setting.overrides(data_dir), "policy=pixel", f"policy.checkpoint={ckpt}",
+        *setting.overrides(data_dir), "policy=pixel", f"policy.checkpoint='{ckpt}'",
         f"policy.chunk_size={setting.recipe.chunk}", f"policy.execute_steps={setting.recipe.execute_steps}",
         f"policy.perturb=[{','.join(perturb)}]", "policy.threads=1", f"episodes_from={setting.held_out_from}",
         f"episodes_per_task={episodes}", f"num_envs={num_envs}", f"output_dir={out}",

@@ -36,18 +36,18 @@ RECIPE_VERSION = 1  # bump when the model, the trainer or the checkpoint layout 
 class Recipe:
     """Every setting that changes what training produces."""
 
-    steps: int = 1500
+    steps: int = 3000
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.0
     seed: int = 0
     threads: int = 1  # CPU threads: part of the recipe, since the reduction order can change the bits
     chunk: int = 8  # actions predicted per query
-    execute_steps: int = 4  # of which the harness executes this many
+    execute_steps: int = 8  # of which the harness executes this many
     width: int = 16  # conv channels (16, 32, 32, 32)
     hidden: int = 256
     shift: int = 4  # random-shift augmentation: pad by this many pixels (edge), crop back at random
-    save_every: int = 500
+    save_every: int = 1000
     only_success: bool = True
     version: int = RECIPE_VERSION
 
