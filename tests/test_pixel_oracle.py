@@ -47,6 +47,7 @@ def test_pixel_oracle_solves_held_out_scenes_and_collapses_when_broken(oracle, t
         metrics = evaluate_checkpoint(SETTING, data, ckpt, tmp_path / name, (name,), BROKEN_EPISODES)
         assert metrics["episodes"] == BROKEN_EPISODES and metrics["overall"]["errors"] == 0
         scores[name] = successes(metrics)
+    print(f"pixel oracle: intact {successes(intact)}/{HELD_OUT}, broken (of {BROKEN_EPISODES}) {scores}")
     over = {name: wins for name, wins in scores.items() if wins > CEILINGS[name]}
     assert not over, f"broken paths scored above their ceilings {CEILINGS}: {scores}"
     # the same checkpoint on the same episodes gives the same outcomes (one worker instead of two)
