@@ -65,7 +65,10 @@ def resolve(cfg: DictConfig) -> RunSpec:
     if per_task is not None and (not isinstance(per_task, int) or isinstance(per_task, bool)):
         raise ValueError(f"episodes_per_task must be an int, got {per_task!r}")
     explicit = _int_list("episodes", cfg.get("episodes"))
-    episodes = select(plan, tasks=tasks, episodes_per_task=per_task, episodes=explicit)
+    start = cfg.get("episodes_from")
+    if start is not None and (not isinstance(start, int) or isinstance(start, bool)):
+        raise ValueError(f"episodes_from must be an int, got {start!r}")
+    episodes = select(plan, tasks=tasks, episodes_per_task=per_task, episodes=explicit, episodes_from=start)
     if not episodes:
         raise ValueError("the selection (tasks / episodes_per_task / episodes) keeps no episode of the plan")
 

@@ -8,8 +8,11 @@ Reset options (all optional):
   by the seed. ``info["episode"]`` is then -1 unless the scene came from ``episode``.
 - ``condition`` (dict): an initial condition in the chains file's format (needs ``task``/``tasks``).
 
-Without options the seed picks a chain. Every reset rebuilds the PyBullet world from scratch (about 0.25 s),
-so an episode's physics never depends on what ran before it in the process.
+With the protocol's single-task episodes (``protocol.tasks``, see :mod:`tasks.calvin`), ``episode`` k runs the
+one task of the plan's episode k from chain k's scene (a chain outside the plan raises ``ValueError``).
+
+Without options the seed picks a chain (an episode of the plan). Every reset rebuilds the PyBullet world from
+scratch (about 0.25 s), so an episode's physics never depends on what ran before it in the process.
 
 Per step: the action moves the robot's target pose, 8 physics substeps run, the button/switch logic runs,
 then the current subtask's check compares the state at the start of the subtask with the current one. A
@@ -28,7 +31,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from tasks.calvin import BENCHMARK, TASK_NAMES, CalvinProtocol, instruction
+from tasks.calvin import BENCHMARK, TASK_NAMES, CalvinProtocol, instruction, single_task_for
 from tasks.protocol import Protocol
 from vla_gym import contract
 from vla_gym.calvin import predicates
@@ -136,6 +139,8 @@ class CalvinEnv(gym.Env):
             k = int(opts["episode"])
             if not 0 <= k < n:
                 raise ValueError(f"reset option episode={k} is out of range: the protocol has chains 0..{n - 1}")
+        elif self.protocol.tasks:
+            k = self.episode_plan[int(self.np_random.integers(len(self.episode_plan)))].index
         else:
             k = int(self.np_random.integers(n))
         if "task" in opts and "tasks" in opts:
@@ -155,6 +160,14 @@ class CalvinEnv(gym.Env):
                 raise ValueError("reset option 'condition' needs 'task' or 'tasks' (which tasks to run from it)")
             return dict(opts["condition"]), custom, -1
         condition, chain_tasks = self.chains[k]
+        if custom is None and self.protocol.tasks:
+            task = single_task_for(condition, self.protocol.tasks)
+            if task is None:
+                raise ValueError(
+                    f"none of the protocol's single tasks {list(self.protocol.tasks)} applies in chain {k}'s scene; "
+                    "pick an episode of env.unwrapped.episode_plan"
+                )
+            return condition, (task,), k
         if custom is None:
             return condition, chain_tasks[: self.protocol.chain_length], k
         return condition, custom, k if "episode" in opts else -1
