@@ -7,7 +7,8 @@ The harness calls, for a rollout over N envs:
 3. ``agent.act(obs, env_ids)`` with the observations of the envs that need an action, stacked on axis 0
    (``image`` (B, 224, 224, 3) uint8, ``wrist_image`` likewise, ``language`` a list of B strings,
    ``proprio`` (B, D) float32 when the env provides it). It returns an action chunk per env:
-   float32 array (B, chunk, 7) in the env contract (gripper +1 open / -1 close).
+   float array (B, chunk, 7) in the env contract (gripper +1 open / -1 close); float32, or float64 where the
+   values carry more (the harness keeps them exact up to the env, which casts as its original does).
    The harness executes the first ``execute_steps`` actions of each chunk open-loop (fewer if the chunk is
    shorter) before asking again; that logic lives in one place (``harness.chunking``).
    Agents that set ``needs_privileged = True`` (scripted experts only) also get ``obs["privileged"]``, a list
@@ -53,7 +54,7 @@ class Agent(abc.ABC):
 
     @abc.abstractmethod
     def act(self, obs: Observation, env_ids: Sequence[int]) -> np.ndarray:
-        """Return float32 actions of shape (len(env_ids), chunk, 7)."""
+        """Return float actions of shape (len(env_ids), chunk, 7)."""
 
     def episode_info(self, env_id: int) -> dict[str, Any]:
         """Notes on the episode that just ended in ``env_id``, stored in its record (JSON-serialisable)."""
