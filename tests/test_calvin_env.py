@@ -229,3 +229,21 @@ def test_egl_is_not_started_by_construction_and_a_forked_child_is_told_why_it_ca
     message = queue.get(timeout=5)
     assert message.startswith("EGLUnavailableError") and "spawn" in message
     env.close()
+
+
+def test_cameras_off_changes_nothing_but_the_images(calvin_dir) -> None:
+    rng = np.random.default_rng(3)
+    actions = rng.uniform(-1, 1, size=(12, 7)).astype(np.float32)
+    actions[:, 6] = 1.0
+    states = []
+    for render in (True, False):
+        env = gym.make("VLA/Calvin-v0", data_dir=str(calvin_dir), protocol="vlm4vla_static", render_cameras=render)
+        obs, _ = env.reset(options={"episode": 5})
+        assert obs["image"].any() == render
+        for action in actions:
+            obs, *_ = env.step(action)
+        assert obs["image"].shape == (224, 224, 3) and obs["image"].any() == render
+        states.append(env.unwrapped.privileged_state()["scene_obs"].tolist()
+                      + env.unwrapped.privileged_state()["robot_obs"].tolist())
+        env.close()
+    assert states[0] == states[1]

@@ -14,6 +14,9 @@ one task of the plan's episode k from chain k's scene (a chain outside the plan 
 Without options the seed picks a chain (an episode of the plan). Every reset rebuilds the PyBullet world from
 scratch (about 0.25 s), so an episode's physics never depends on what ran before it in the process.
 
+``render_cameras=False`` returns black images (for agents that read only ``privileged_state()``, such as the
+scripted expert; rendering changes no simulator state, so their outcomes are the same).
+
 Per step: the action moves the robot's target pose, 8 physics substeps run, the button/switch logic runs,
 then the current subtask's check compares the state at the start of the subtask with the current one. A
 success starts the next subtask at once (``info["subtask_changed"]``); the episode terminates after the last
@@ -26,6 +29,7 @@ the subtasks completed so far.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -68,6 +72,7 @@ class CalvinEnv(gym.Env):
         data_dir: str | None = None,
         download: bool = True,
         render_mode: str | None = None,
+        render_cameras: bool = True,
     ) -> None:
         super().__init__()
         self.benchmark = BENCHMARK.name
@@ -91,6 +96,13 @@ class CalvinEnv(gym.Env):
         # Built at the first reset, not here: gymnasium's AsyncVectorEnv builds an env in the parent only to read
         # its spaces and then forks, and an EGL context made before a fork hangs the children.
         self._world: CalvinWorld | None = None
+        self._render_cameras = bool(render_cameras)
+        if not self._render_cameras:
+            warnings.warn(
+                "CalvinEnv(render_cameras=False): every image is black; only agents that read privileged_state() "
+                "(the scripted expert) can act on it",
+                stacklevel=2,
+            )
         self._tasks: tuple[str, ...] = ()
         self._episode = -1
         self._index = 0
@@ -231,10 +243,14 @@ class CalvinEnv(gym.Env):
         return resize_square(image, self.protocol.image_size, self.protocol.resize_interpolation)
 
     def _observe(self) -> dict[str, Any]:
-        images = self.world.observe_images(gripper=self._wrist)
-        obs: dict[str, Any] = {"image": self._resize(images["static"])}
+        if self._render_cameras:
+            images = {k: self._resize(v) for k, v in self.world.observe_images(gripper=self._wrist).items()}
+        else:  # rendering changes no simulator state: privileged agents' outcomes are the same
+            black = np.zeros((self.protocol.image_size, self.protocol.image_size, 3), dtype=np.uint8)
+            images = {"static": black, "gripper": black.copy()}
+        obs: dict[str, Any] = {"image": images["static"]}
         if self._wrist:
-            obs["wrist_image"] = self._resize(images["gripper"])
+            obs["wrist_image"] = images["gripper"]
         obs["language"] = instruction(self._tasks[min(self._index, len(self._tasks) - 1)])
         if self.proprio:
             obs["proprio"] = self.world.robot.observation().astype(np.float32)
@@ -260,6 +276,16 @@ class CalvinEnv(gym.Env):
         }
 
     # --------------------------------------------------------------------------------------------- extras
+    @property
+    def render_cameras(self) -> bool:
+        """Whether observations are rendered (``render_cameras=False``: black images, for privileged agents).
+        Set it between episodes: EGL's images depend on how many were rendered since the reset."""
+        return self._render_cameras
+
+    @render_cameras.setter
+    def render_cameras(self, value: bool) -> None:
+        self._render_cameras = bool(value)
+
     def privileged_state(self) -> dict[str, Any]:
         """Simulator ground truth for scripted experts (not for real policies)."""
         world = self.world
