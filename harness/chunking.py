@@ -2,7 +2,7 @@
 
 The agent returns a chunk of actions per env; the harness executes the first ``execute_steps`` of it
 open-loop (fewer if the chunk is shorter), then queries the agent again. Queues are flushed when an episode
-or a CALVIN subtask starts, so no action planned for one instruction leaks into the next.
+or a subtask starts (``info['subtask_changed']``), so no action planned for one instruction leaks into the next.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ class ChunkExecutor:
                 f"agent returned shape {arr.shape}; expected ({len(env_ids)}, chunk >= 1, {ACTION_DIM}) "
                 f"for a batch of {len(env_ids)} envs"
             )
-        # Kept in float64 (exact for float32 input): LIBERO's published loops hand robosuite float64 values,
-        # and each env casts to what its original receives.
+        # Kept in float64 (exact for float32 input): some published loops hand their simulator float64
+        # values, and each env casts to what its original receives.
         arr = arr.astype(np.float64)
         bad: dict[int, str] = {}
         for row, env_id in enumerate(env_ids):

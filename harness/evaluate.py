@@ -18,12 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 from harness.cli import run_hydra_main
 from harness.metrics import summarize
 from harness.progress import Progress
-from harness.report import pct, write_report
+from harness.report import write_report
 from harness.runner import AgentSource, EpisodeResult, Runner
 from harness.spec import build_agent, resolve, run_info, runner_from_cfg
 from harness.store import ResultStore
 from harness.video import video_episodes, video_path, write_video
 from tasks.plan import EpisodeKey
+from tasks.registry import get_benchmark
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +117,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         with runner_from_cfg(cfg, spec) as runner:
             run_into_store(runner, store, spec.episodes, source, desc=spec.benchmark, **run_options(cfg))
         records = store.select([key.index for key in spec.episodes])
-    metrics = summarize(records, spec.benchmark, planned=len(spec.episodes))
+    metrics = summarize(records, spec.benchmark, planned=len(spec.episodes), protocol=spec.protocol)
     paths = write_report(output_dir, info, metrics, records)
     head = metrics["headline"]
-    if head["name"] == "avg_len":
-        value = "n/a" if head["value"] is None else f"{head['value']:.3f}"
-    else:
-        value = pct(head["value"])
+    value = get_benchmark(spec.benchmark).format_headline(head["value"])
     log.info("%s %s = %s over %d episodes (%d errors); report: %s", spec.benchmark, head["name"], value,
              metrics["episodes"], metrics["overall"]["errors"], paths["report"])  # fmt: skip
     return metrics

@@ -1,4 +1,5 @@
-"""PNG plots (matplotlib, Agg backend): per-task success with 95% intervals, CALVIN chains, sweeps."""
+"""PNG plots (matplotlib, Agg backend): per-task success with 95% intervals, a benchmark's extra bar plots,
+sweeps."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+
+from tasks.scoring import BarPlot
 
 matplotlib.use("Agg")  # headless: never open a window
 import matplotlib.pyplot as plt  # noqa: E402
@@ -44,15 +47,15 @@ def per_task_plot(metrics: dict[str, Any], path: Path, title: str) -> Path:
     return path
 
 
-def calvin_plot(calvin: dict[str, Any], path: Path, title: str) -> Path:
-    entries = [calvin["success_at"][str(k)] for k in range(1, 6)]
-    rates, err = _errors(entries)
+def bar_plot(plot: BarPlot, path: Path, title: str) -> Path:
+    """A benchmark's extra plot (``tasks.scoring.BarPlot``): rates at ``plot.positions`` with 95% intervals."""
+    rates, err = _errors(plot.entries)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.bar(range(1, 6), rates, yerr=err, color="#55a868", capsize=3)
-    ax.set_xlabel("tasks completed in a row")
-    ax.set_ylabel("fraction of chains (95% Wilson interval)")
+    ax.bar(plot.positions, rates, yerr=err, color="#55a868", capsize=3)
+    ax.set_xlabel(plot.xlabel)
+    ax.set_ylabel(plot.ylabel)
     ax.set_ylim(0, 1)
-    ax.set_title(f"{title}\naverage length {calvin['avg_len']:.3f}" if calvin["avg_len"] is not None else title)
+    ax.set_title(f"{title}\n{plot.subtitle}" if plot.subtitle else title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

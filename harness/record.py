@@ -4,11 +4,10 @@ Runs like ``harness.evaluate`` (same plan selection, parallel env workers, resum
 each env worker, a recording wrapper saves every episode it runs: the observation before each step, the
 action given to ``env.step`` (the contract action as executed, after the harness's chunking), the instruction
 at each step, and the episode's key, protocol digest and outcome. Typical use, demonstrations of the scripted
-expert for one CALVIN task::
+expert for one task of a benchmark::
 
-    python -m harness.record env=calvin env.protocol=vlm4vla_static policy=expert \
-        +env.protocol_overrides.tasks=[lift_red_block_table] episodes_per_task=80 num_envs=2 \
-        record.image_size=64 output_dir=data/lift_red
+    python -m harness.record env=<name> policy=expert tasks=[0] episodes_per_task=80 num_envs=2 \
+        record.image_size=64 output_dir=data/demos
 
 The folder (dataset format version 1)::
 
@@ -22,7 +21,7 @@ Each ``episode_<k>.npz`` holds (T = steps of the episode):
     wrist_image  uint8 (T, S, S, 3)   when the env has one
     proprio      float32 (T, D)       when the env provides it (env.kwargs.proprio=true)
     actions      float32 (T, 7)       the contract action passed to env.step at each step
-    language     str (T,)             the instruction at each step (CALVIN chains change it per subtask)
+    language     str (T,)             the instruction at each step (a chain of subtasks changes it)
     task         str (T,)             info["task"] at each step
     meta         str                  JSON: episode, task, task_index, within_task, benchmark, protocol name and
                                       digest, seed, success, steps, terminated, truncated, episode_metrics,

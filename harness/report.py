@@ -9,14 +9,10 @@ from typing import Any
 
 from harness import plots
 from harness.records import EpisodeRecord
+from tasks.registry import Benchmark, get_benchmark
+from tasks.scoring import Section, Table, ci, pct
 
-
-def pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-def ci(entry: dict[str, Any]) -> str:
-    return "n/a" if not entry.get("ci95") else f"[{pct(entry['ci95'][0])}, {pct(entry['ci95'][1])}]"
+__all__ = ["ci", "failure_breakdown", "markdown", "pct", "write_report"]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
@@ -25,7 +21,17 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return lines
 
 
+def _section(section: Section) -> list[str]:
+    lines = ["", f"## {section.title}", ""]
+    for i, block in enumerate(section.blocks):
+        if i:
+            lines.append("")
+        lines += _table(block.header, block.rows) if isinstance(block, Table) else [block]
+    return lines
+
+
 def markdown(run_info: dict[str, Any], metrics: dict[str, Any], records: Sequence[EpisodeRecord]) -> str:
+    benchmark = get_benchmark(run_info["benchmark"])
     policy = run_info.get("policy", {})
     protocol = run_info["protocol"]
     overall = metrics["overall"]
@@ -37,8 +43,8 @@ def markdown(run_info: dict[str, Any], metrics: dict[str, Any], records: Sequenc
         f"- checkpoint: `{run_info.get('checkpoint')}`" if run_info.get("checkpoint") else "- checkpoint: none",
         f"- seed: {run_info.get('seed')}",
         f"- episodes: {metrics['episodes']} of {metrics['planned']} planned, errors: {overall['errors']}",
-        f"- **{metrics['headline']['name']}: {_fmt_headline(metrics)}**",
-        *_asset_lines(records),
+        f"- **{metrics['headline']['name']}: {benchmark.format_headline(metrics['headline']['value'])}**",
+        *benchmark.report_header(records),
         "",
         "## Success per task",
         "",
@@ -52,28 +58,9 @@ def markdown(run_info: dict[str, Any], metrics: dict[str, Any], records: Sequenc
     )
     lines += _table(["#", "task", "episodes", "successes", "rate", "95% CI", "errors"], rows)
     lines += ["", f"Mean of per-task rates: {pct(metrics['mean_task_success'])}."]
-    if "calvin" in metrics:
-        cal = metrics["calvin"]
-        lines += ["", "## CALVIN chains", ""]
-        lines += _table(
-            ["", *[f"{k}/5" for k in range(1, 6)], "avg. len"],
-            [["rate", *[pct(cal["success_at"][str(k)]["rate"]) for k in range(1, 6)], _num(cal["avg_len"])],
-             ["95% CI", *[ci(cal["success_at"][str(k)]) for k in range(1, 6)], ""]],
-        )  # fmt: skip
-        lines += ["", "Per subtask (attempts are subtasks reached in a chain):", ""]
-        lines += _table(
-            ["subtask", "attempts", "successes", "rate"],
-            [[t, c["attempts"], c["successes"], pct(c["rate"])] for t, c in cal["per_task"].items()],
-        )
-    if "partial" in metrics:
-        part = metrics["partial"]
-        lines += ["", "## Partial success (object grasped at any step)", ""]
-        rows = [
-            [t["task_index"], t["task"], t["n"], t["successes"], pct(t["rate"]), ci(t)]
-            for t in [*part["per_task"], {**part["overall"], "task_index": "", "task": "**overall**"}]
-        ]
-        lines += _table(["#", "task", "episodes", "grasped", "rate", "95% CI"], rows)
-    breakdown = failure_breakdown(records)
+    for section in benchmark.report_sections(metrics):
+        lines += _section(section)
+    breakdown = failure_breakdown(records, benchmark)
     if breakdown:
         lines += ["", "## Failures by the agent's own account (e.g. the scripted expert's failed skill)", ""]
         lines += _table(["task", "failed at", "episodes"], [[t, why, n] for (t, why), n in breakdown.items()])
@@ -89,21 +76,9 @@ def markdown(run_info: dict[str, Any], metrics: dict[str, Any], records: Sequenc
     return "\n".join(lines) + "\n"
 
 
-def _asset_lines(records: Sequence[EpisodeRecord]) -> list[str]:
-    """The asset digests the env reported (Bridge); a loud warning when any episode ran on stand-in assets."""
-    digests = sorted({str(r.episode_metrics["asset_digest"]) for r in records if "asset_digest" in r.episode_metrics})
-    if not digests:
-        return []
-    lines = [f"- assets: digest {', '.join(f'`{d}`' for d in digests)}"]
-    if any(r.episode_metrics.get("assets_are_standins") for r in records):
-        lines.append("- **WARNING: stand-in assets (test data), not benchmark numbers**")
-    return lines
-
-
-def failure_breakdown(records: Sequence[EpisodeRecord]) -> dict[tuple[str, str], int]:
-    """(task, what failed) -> count over unsuccessful episodes whose agent said why (``agent_info``).
-
-    For CALVIN the task is the subtask the chain stopped at."""
+def failure_breakdown(records: Sequence[EpisodeRecord], benchmark: Benchmark) -> dict[tuple[str, str], int]:
+    """(task, what failed) -> count over unsuccessful episodes whose agent said why (``agent_info``); the
+    task is the one the benchmark says the episode failed at (e.g. the subtask a chain stopped at)."""
     counts: dict[tuple[str, str], int] = {}
     for record in records:
         if record.success or record.is_error:
@@ -111,11 +86,7 @@ def failure_breakdown(records: Sequence[EpisodeRecord]) -> dict[tuple[str, str],
         why = record.agent_info.get("expert_failure") or record.agent_info.get("expert_stage")
         if not why:
             continue
-        task = record.task
-        chain = record.episode_metrics.get("chain_tasks")
-        length = record.episode_metrics.get("chain_length")
-        if chain and isinstance(length, int) and length < len(chain):
-            task = chain[length]
+        task = benchmark.failure_task(record)
         counts[(task, str(why))] = counts.get((task, str(why)), 0) + 1
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
@@ -123,15 +94,6 @@ def failure_breakdown(records: Sequence[EpisodeRecord]) -> dict[tuple[str, str],
 def _last_line(error: str | None) -> str:
     lines = (error or "").strip().splitlines()
     return (lines[-1] if lines else "")[:160].replace("|", "/")
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def _fmt_headline(metrics: dict[str, Any]) -> str:
-    value = metrics["headline"]["value"]
-    return _num(value) if metrics["headline"]["name"] == "avg_len" else pct(value)
 
 
 def write_report(
@@ -146,6 +108,6 @@ def write_report(
     if metrics["per_task"]:
         title = f"{run_info['benchmark']} ({run_info['protocol'].get('name')})"
         paths["plot"] = plots.per_task_plot(metrics, folder / "success_per_task.png", title)
-        if "calvin" in metrics and metrics["calvin"]["chains"]:
-            paths["calvin_plot"] = plots.calvin_plot(metrics["calvin"], folder / "calvin_chains.png", title)
+        for plot in get_benchmark(run_info["benchmark"]).plots(metrics):
+            paths[plot.key] = plots.bar_plot(plot, folder / plot.filename, title)
     return paths

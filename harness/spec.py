@@ -118,7 +118,7 @@ def agent_env_kwargs(
             raise ValueError(
                 f"{agent_class.__name__} needs obs['image_native'] (needs_native_image) but {env_id} cannot give "
                 f"it (its constructor has no native_image option); run it on an env that renders a native image "
-                f"(VLA/LiberoLong-v0) or declare needs_native_image only for the benchmarks that have one"
+                f"or declare needs_native_image only for the benchmarks that have one"
             )
         needed["native_image"] = True
     return needed

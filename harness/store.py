@@ -21,16 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from harness.records import EpisodeRecord
+from tasks.registry import BENCHMARKS, get_benchmark
 
 RUN_FILE = "run.json"
 EPISODES_FILE = "episodes.jsonl"
 CONFIG_FILE = "config.yaml"
 
-# Packages whose versions can change a score; missing ones are recorded as null.
-VERSIONED_PACKAGES = (
-    "vla-gym", "gymnasium", "numpy", "mujoco", "robosuite", "hf-libero", "bddl", "pybullet", "mani-skill",
-    "sapien", "torch", "transformers", "hydra-core", "omegaconf", "opencv-python",
-)  # fmt: skip
+# Packages whose versions can change a score (with every benchmark's ``simulator_packages``); missing ones
+# are recorded as null.
+GENERAL_PACKAGES = ("vla-gym", "gymnasium", "numpy")
+MODEL_PACKAGES = ("torch", "transformers", "hydra-core", "omegaconf", "opencv-python")
+
+
+def versioned_packages() -> tuple[str, ...]:
+    simulators = [p for name in BENCHMARKS for p in getattr(get_benchmark(name), "simulator_packages", ())]
+    return tuple(dict.fromkeys((*GENERAL_PACKAGES, *simulators, *MODEL_PACKAGES)))
 
 # Keys of run.json that must match for a folder to be resumed (the protocol digest is checked first).
 IDENTITY_KEYS = ("benchmark", "env_id", "env_kwargs", "policy", "checkpoint", "seed")
@@ -38,7 +43,7 @@ IDENTITY_KEYS = ("benchmark", "env_id", "env_kwargs", "policy", "checkpoint", "s
 
 def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in VERSIONED_PACKAGES:
+    for name in versioned_packages():
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

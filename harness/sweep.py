@@ -30,6 +30,7 @@ from harness.report import write_report
 from harness.runner import AgentSource
 from harness.spec import RunSpec, build_agent, resolve, run_info, runner_from_cfg
 from harness.store import ResultStore
+from tasks.registry import get_benchmark
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,8 @@ def _row(
     checkpoint: Checkpoint, metrics: dict[str, Any], scores: dict[int, float], samples: int
 ) -> dict[str, Any]:
     head = metrics["headline"]
-    if head["name"] == "success_rate":
-        interval = metrics["overall"]["ci95"]
-    else:
+    interval = get_benchmark(metrics["benchmark"]).headline_interval(metrics)
+    if interval is None:
         interval = bootstrap_mean_ci(list(scores.values()), samples)
     return {
         "checkpoint": str(checkpoint.path),
@@ -92,7 +92,7 @@ def sweep(cfg: DictConfig) -> dict[str, Any]:
                 run_into_store(runner, store, spec.episodes, source, desc=desc, **run_options(cfg))
         for checkpoint, store, info in zip(checkpoints, stores, infos, strict=True):
             records = store.select(indices)
-            metrics = summarize(records, spec.benchmark, planned=len(spec.episodes))
+            metrics = summarize(records, spec.benchmark, planned=len(spec.episodes), protocol=spec.protocol)
             write_report(store.folder, info, metrics, records)
             scores = _scores(records, spec.benchmark)
             rows.append(_row(checkpoint, metrics, scores, samples))
@@ -139,7 +139,7 @@ def _summarize_sweep(
 ) -> dict[str, Any]:
     # Best = highest score; on a tie the earliest checkpoint (less training for the same score).
     best_i = max(range(len(rows)), key=lambda i: (rows[i]["score"] if rows[i]["score"] is not None else -1.0, -i))
-    binary = spec.benchmark != "calvin"
+    binary = get_benchmark(spec.benchmark).binary_scores
     for i, row in enumerate(rows):
         row["vs_best"] = (
             None if i == best_i
@@ -161,8 +161,7 @@ def _write_sweep(folder: Path, summary: dict[str, Any]) -> None:
     (folder / "sweep.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     rows = summary["checkpoints"]
     metric = rows[0]["metric"]
-    fmt = (lambda v: "n/a" if v is None else f"{100 * v:.1f}%") if metric == "success_rate" else (
-        lambda v: "n/a" if v is None else f"{v:.3f}")  # fmt: skip
+    fmt = get_benchmark(summary["benchmark"]).format_headline
     lines = [
         f"# Sweep: {summary['benchmark']} (protocol digest `{summary['protocol_digest']}`)",
         "",

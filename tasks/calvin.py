@@ -41,10 +41,12 @@ The field enters the digest only when set, so the chain protocols keep their dig
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tasks.plan import EpisodeKey
 from tasks.protocol import Protocol, pick_protocol
+from tasks.scoring import BarPlot, MetricField, Record, Scoring, Section, Table, ci, num, pct, rate
 
 NAME = "calvin"
 ENV_ID = "VLA/Calvin-v0"
@@ -90,6 +92,7 @@ INSTRUCTIONS: dict[str, str] = {
 }
 TASK_NAMES: tuple[str, ...] = tuple(INSTRUCTIONS)
 NUM_CHAINS = 1000
+CHAIN_LENGTH = 5  # tasks per evaluation chain in CALVIN's chains file (the protocol may run fewer)
 CAMERAS = ("static", "gripper")
 RENDERERS = ("egl", "tiny")
 RENDERER_STATES = ("fresh", "warm")
@@ -111,7 +114,7 @@ class CalvinProtocol(Protocol):
     name: str = "vlm4vla"
     scene: str = "D"
     num_chains: int = NUM_CHAINS
-    chain_length: int = 5
+    chain_length: int = CHAIN_LENGTH
     max_steps_per_subtask: int = 360
     success: str = "any_step"  # checked after every step against the subtask's start state
     cameras: tuple[str, ...] = CAMERAS
@@ -136,8 +139,8 @@ class CalvinProtocol(Protocol):
         for field in ("num_chains", "max_steps_per_subtask", "static_size", "gripper_size", "image_size"):
             if getattr(self, field) < 1:
                 raise ValueError(f"protocol field {field} must be >= 1, got {getattr(self, field)}")
-        if not 1 <= self.chain_length <= 5:
-            raise ValueError(f"chain_length must be in 1..5, got {self.chain_length}")
+        if not 1 <= self.chain_length <= CHAIN_LENGTH:
+            raise ValueError(f"chain_length must be in 1..{CHAIN_LENGTH}, got {self.chain_length}")
         if self.num_chains > NUM_CHAINS:
             raise ValueError(f"num_chains must be <= {NUM_CHAINS}, got {self.num_chains}")
         unknown = [c for c in self.cameras if c not in CAMERAS]
@@ -177,10 +180,130 @@ PROTOCOLS: dict[str, CalvinProtocol] = {
 DEFAULT_PROTOCOL = "vlm4vla"
 
 
-class CalvinBenchmark:
+# The env's ``episode_metrics`` (vla_gym.calvin.env writes them at a chain's last step); read below.
+EPISODE_METRICS: dict[str, MetricField] = {
+    "chain_length": MetricField(int, "subtasks completed in a row (0..protocol.chain_length)"),
+    "chain_tasks": MetricField(list, "the chain's subtasks in order"),
+    "subtask_success": MetricField(list, "one flag per subtask attempted: successes, then the failure if any"),
+}
+
+
+def chain_length_of(record: Record, max_length: int = CHAIN_LENGTH) -> int:
+    """Completed subtasks of a chain; an error chain counts 0 (its progress is not trusted)."""
+    if record.is_error:
+        return 0
+    try:
+        length = int(record.episode_metrics["chain_length"])
+    except KeyError as exc:
+        raise KeyError(f"CALVIN episode {record.episode} has no episode_metrics.chain_length") from exc
+    if not 0 <= length <= max_length:
+        raise ValueError(f"CALVIN episode {record.episode}: chain_length {length} outside 0..{max_length}")
+    return length
+
+
+def calvin_metrics(records: Sequence[Record], max_length: int = CHAIN_LENGTH) -> dict[str, Any]:
+    """Success rate for chain lengths 1..max_length (fraction of chains with >= k successes), average length,
+    and per-task attempts/successes (a chain attempts its subtasks up to and including the first failure)."""
+    lengths = [chain_length_of(r, max_length) for r in records]
+    n = len(lengths)
+    success_at = {str(k): rate(sum(length >= k for length in lengths), n) for k in range(1, max_length + 1)}
+    per_task: dict[str, dict[str, int]] = {}
+    for record, length in zip(records, lengths, strict=True):
+        if record.is_error:
+            continue
+        tasks = list(record.episode_metrics.get("chain_tasks") or [])
+        flags = record.episode_metrics.get("subtask_success")
+        if flags is not None:
+            flags = [bool(f) for f in flags]
+            if flags[:length] != [True] * length or (len(flags) > length and flags[length]):
+                raise ValueError(
+                    f"CALVIN episode {record.episode}: subtask_success {flags} disagrees with "
+                    f"chain_length {length} (it must be {length} successes then a failure)"
+                )
+        attempted = min(length + 1, len(tasks))
+        for position, task in enumerate(tasks[:attempted]):
+            counts = per_task.setdefault(task, {"attempts": 0, "successes": 0})
+            counts["attempts"] += 1
+            counts["successes"] += int(position < length)
+    return {
+        "chains": n,
+        "errors": sum(r.is_error for r in records),
+        "success_at": success_at,
+        "avg_len": sum(lengths) / n if n else None,
+        "per_task": {
+            task: {**c, "rate": c["successes"] / c["attempts"]} for task, c in sorted(per_task.items())
+        },
+    }
+
+
+class CalvinBenchmark(Scoring):
+    """Headline: the average number of subtasks completed in a row (``avg_len``); per-episode score: the
+    chain length (paired comparisons use the sign test)."""
+
     name = NAME
     env_id = ENV_ID
     task_names = TASK_NAMES
+    headline_name = "avg_len"
+    headline_is_rate = False
+    binary_scores = False
+    EPISODE_METRICS = EPISODE_METRICS
+    simulator_packages = ("pybullet",)
+
+    def _max_length(self, protocol: Any) -> int:
+        return (protocol if isinstance(protocol, CalvinProtocol) else self.protocol()).chain_length
+
+    def extra_metrics(self, records: Sequence[Record], protocol: Any = None) -> dict[str, Any]:
+        return {"calvin": calvin_metrics(records, self._max_length(protocol))}
+
+    def headline(self, metrics: Mapping[str, Any]) -> float | None:
+        return metrics["calvin"]["avg_len"]
+
+    def episode_score(self, record: Record) -> float:
+        return float(chain_length_of(record))
+
+    def report_sections(self, metrics: Mapping[str, Any]) -> list[Section]:
+        cal = metrics["calvin"]
+        ks = sorted(int(k) for k in cal["success_at"])
+        top = ks[-1] if ks else CHAIN_LENGTH
+        chains = Table(
+            ("", *[f"{k}/{top}" for k in ks], "avg. len"),
+            (
+                ("rate", *[pct(cal["success_at"][str(k)]["rate"]) for k in ks], num(cal["avg_len"])),
+                ("95% CI", *[ci(cal["success_at"][str(k)]) for k in ks], ""),
+            ),
+        )
+        subtasks = Table(
+            ("subtask", "attempts", "successes", "rate"),
+            tuple((t, c["attempts"], c["successes"], pct(c["rate"])) for t, c in cal["per_task"].items()),
+        )
+        return [
+            Section("CALVIN chains", (chains, "Per subtask (attempts are subtasks reached in a chain):", subtasks))
+        ]
+
+    def plots(self, metrics: Mapping[str, Any]) -> list[BarPlot]:
+        cal = metrics["calvin"]
+        if not cal["chains"]:
+            return []
+        ks = tuple(sorted(int(k) for k in cal["success_at"]))
+        return [
+            BarPlot(
+                key="calvin_plot",
+                filename="calvin_chains.png",
+                entries=tuple(cal["success_at"][str(k)] for k in ks),
+                positions=ks,
+                xlabel="tasks completed in a row",
+                ylabel="fraction of chains (95% Wilson interval)",
+                subtitle=None if cal["avg_len"] is None else f"average length {cal['avg_len']:.3f}",
+            )
+        ]
+
+    def failure_task(self, record: Record) -> str:
+        """The subtask the chain stopped at (the record's task for single-task episodes)."""
+        chain = record.episode_metrics.get("chain_tasks")
+        length = record.episode_metrics.get("chain_length")
+        if chain and isinstance(length, int) and length < len(chain):
+            return str(chain[length])
+        return record.task
 
     def protocol(self, name: str | None = None, **overrides: Any) -> CalvinProtocol:
         return pick_protocol(NAME, PROTOCOLS, name, DEFAULT_PROTOCOL, overrides)  # type: ignore[return-value]

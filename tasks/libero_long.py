@@ -37,6 +37,7 @@ from typing import Any
 
 from tasks.plan import EpisodeKey, task_grid
 from tasks.protocol import Protocol, pick_protocol
+from tasks.scoring import MetricField, Scoring
 
 NAME = "libero_long"
 ENV_ID = "VLA/LiberoLong-v0"
@@ -157,10 +158,22 @@ ALIASES = {"vlm4vla_paper": "vlm4vla"}
 DEFAULT_PROTOCOL = "vlm4vla"
 
 
-class LiberoLongBenchmark:
+# The env's ``episode_metrics`` (vla_gym.libero.env writes them at the last step).
+EPISODE_METRICS: dict[str, MetricField] = {
+    "policy_steps": MetricField(int, "policy steps the episode took"),
+    "settle_steps": MetricField(int, "settle no-ops run"),
+    "success": MetricField(bool, "all goal predicates held at the last policy step"),
+}
+
+
+class LiberoLongBenchmark(Scoring):
+    """Headline: the success rate (the default scoring)."""
+
     name = NAME
     env_id = ENV_ID
     task_names = TASK_NAMES
+    EPISODE_METRICS = EPISODE_METRICS
+    simulator_packages = ("mujoco", "robosuite", "hf-libero", "bddl")
 
     def protocol(self, name: str | None = None, **overrides: Any) -> LiberoLongProtocol:
         return pick_protocol(NAME, PROTOCOLS, name, DEFAULT_PROTOCOL, overrides, ALIASES)  # type: ignore[return-value]

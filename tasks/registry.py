@@ -4,11 +4,13 @@ imports a simulator, so the harness can plan episodes without building an env.""
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 from typing import Protocol as TypingProtocol
 
 from tasks.plan import EpisodeKey
 from tasks.protocol import Protocol
+from tasks.scoring import BarPlot, MetricField, Record, Section
 
 BENCHMARKS = {
     "libero_long": "tasks.libero_long",
@@ -29,6 +31,32 @@ class Benchmark(TypingProtocol):
     def episode_plan(self, protocol: Protocol) -> list[EpisodeKey]:
         """Every episode the protocol defines, in order; ``plan[k].index == k``."""
         ...
+
+    # Scoring (tasks.scoring.Scoring implements every method below; benchmarks override what differs).
+    headline_name: str
+    headline_is_rate: bool
+    binary_scores: bool
+    EPISODE_METRICS: Mapping[str, MetricField]
+
+    def summarize(
+        self, records: Sequence[Record], planned: int | None = None, protocol: Any = None
+    ) -> dict[str, Any]: ...
+
+    def headline_interval(self, metrics: Mapping[str, Any]) -> list[float] | None: ...
+
+    def format_headline(self, value: float | None) -> str: ...
+
+    def episode_score(self, record: Record) -> float: ...
+
+    def check_episode_metrics(self, metrics: Mapping[str, Any]) -> list[str]: ...
+
+    def report_header(self, records: Sequence[Record]) -> list[str]: ...
+
+    def report_sections(self, metrics: Mapping[str, Any]) -> list[Section]: ...
+
+    def plots(self, metrics: Mapping[str, Any]) -> list[BarPlot]: ...
+
+    def failure_task(self, record: Record) -> str: ...
 
 
 def get_benchmark(name: str) -> Benchmark:

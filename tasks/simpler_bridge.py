@@ -16,10 +16,12 @@ Protocols:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tasks.plan import EpisodeKey, task_grid
 from tasks.protocol import Protocol, pick_protocol
+from tasks.scoring import MetricField, Record, Scoring, Section, Table, by_task, ci, pct, rate
 
 NAME = "simpler_bridge"
 ENV_ID = "VLA/SimplerBridge-v0"
@@ -117,10 +119,68 @@ DEFAULT_PROTOCOL = "vlm4vla"
 _ALIASES = {"default": "vlm4vla", "fast": "vlm4vla_fast"}
 
 
-class SimplerBridgeBenchmark:
+# The env's ``episode_metrics`` (vla_gym.bridge.env writes them at the last step); read below.
+EPISODE_METRICS: dict[str, MetricField] = {
+    "grasped_any": MetricField(bool, "the source object was grasped at some step (partial success)"),
+    "grasped_consecutive": MetricField(bool, "held for protocol.consecutive_grasp_steps steps in a row"),
+    "gripper_clipped_steps": MetricField(int, "steps whose gripper input was clipped to [-1, 1]"),
+    "asset_digest": MetricField(str, "digest of the scene assets the episode ran on"),
+    "assets_are_standins": MetricField(bool, "True when the assets are test stand-ins, not the benchmark's"),
+}
+
+
+def grasped(record: Record) -> bool:
+    """Partial success: the source object was grasped at any step (error episodes: False)."""
+    if record.is_error:
+        return False
+    if "grasped_any" not in record.episode_metrics:
+        raise KeyError(f"Bridge episode {record.episode} has no episode_metrics.grasped_any")
+    return bool(record.episode_metrics["grasped_any"])
+
+
+def partial_metrics(records: Sequence[Record]) -> dict[str, Any]:
+    """Partial (grasp) rates overall and per task."""
+    return {
+        "overall": rate(sum(map(grasped, records)), len(records)),
+        "per_task": [
+            {"task_index": t, "task": group[0].task, **rate(sum(map(grasped, group)), len(group))}
+            for t, group in sorted(by_task(records).items())
+        ],
+    }
+
+
+class SimplerBridgeBenchmark(Scoring):
+    """Headline: the success rate; also partial (grasp) rates and the asset digests the episodes ran on."""
+
     name = NAME
     env_id = ENV_ID
     task_names = TASK_NAMES
+    EPISODE_METRICS = EPISODE_METRICS
+    simulator_packages = ("mani-skill", "sapien")
+
+    def extra_metrics(self, records: Sequence[Record], protocol: Any = None) -> dict[str, Any]:
+        return {"partial": partial_metrics(records)}
+
+    def report_header(self, records: Sequence[Record]) -> list[str]:
+        """The asset digests the env reported; a loud warning when any episode ran on stand-in assets."""
+        digests = sorted(
+            {str(r.episode_metrics["asset_digest"]) for r in records if "asset_digest" in r.episode_metrics}
+        )
+        if not digests:
+            return []
+        lines = [f"- assets: digest {', '.join(f'`{d}`' for d in digests)}"]
+        if any(r.episode_metrics.get("assets_are_standins") for r in records):
+            lines.append("- **WARNING: stand-in assets (test data), not benchmark numbers**")
+        return lines
+
+    def report_sections(self, metrics: Mapping[str, Any]) -> list[Section]:
+        part = metrics["partial"]
+        rows = tuple(
+            (t["task_index"], t["task"], t["n"], t["successes"], pct(t["rate"]), ci(t))
+            for t in [*part["per_task"], {**part["overall"], "task_index": "", "task": "**overall**"}]
+        )
+        table = Table(("#", "task", "episodes", "grasped", "rate", "95% CI"), rows)
+        return [Section("Partial success (object grasped at any step)", (table,))]
 
     def protocol(self, name: str | None = None, **overrides: Any) -> SimplerBridgeProtocol:
         return pick_protocol(NAME, PROTOCOLS, name, DEFAULT_PROTOCOL, overrides, _ALIASES)  # type: ignore[return-value]

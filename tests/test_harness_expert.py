@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_module
 from harness.evaluate import evaluate
 from harness.records import STATUS_OK, EpisodeRecord
 from harness.report import failure_breakdown
+from tasks.registry import get_benchmark
 
 
 def test_calvin_expert_through_the_harness(shared_data, tmp_path):
@@ -53,4 +54,4 @@ def test_failure_breakdown_names_the_failed_subtask_and_skill():
         rec(3, True, {"expert_failure": None}, {"chain_length": 5, "chain_tasks": chain}),
         rec(4, False, {}, task="carrot_on_plate"),
     ]
-    assert failure_breakdown(records) == {("lift_red_block_table", "grasp"): 2, ("stack_block", "place"): 1}
+    assert failure_breakdown(records, get_benchmark("calvin")) == {("lift_red_block_table", "grasp"): 2, ("stack_block", "place"): 1}

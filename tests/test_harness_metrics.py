@@ -6,8 +6,10 @@ import pytest
 
 from harness.checkpoints import find_checkpoints, parse_name
 from harness.compare import bootstrap_mean_ci, exact_binomial_two_sided, paired_comparison
-from harness.metrics import bridge_partial_metrics, calvin_metrics, summarize, wilson_interval
+from harness.metrics import summarize, wilson_interval
 from harness.records import EpisodeRecord
+from tasks.calvin import calvin_metrics
+from tasks.simpler_bridge import partial_metrics as bridge_partial_metrics
 
 
 def rec(episode: int, task_index: int, success: bool, status: str = "ok", **metrics: object) -> EpisodeRecord:

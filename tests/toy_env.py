@@ -29,6 +29,7 @@ import numpy as np
 from policies.base import Agent
 from tasks.plan import EpisodeKey
 from tasks.protocol import Protocol
+from tasks.scoring import Scoring
 from vla_gym import contract
 
 ENV_ID = "VLA/Toy-v0"
@@ -59,7 +60,7 @@ def expected_success(episode: int, w: float, protocol: ToyProtocol) -> bool:
     return w > 0 and math.ceil(target_of(episode, protocol) / w - 1e-9) <= protocol.max_steps
 
 
-class ToyBenchmark:
+class ToyBenchmark(Scoring):
     name = "toy"
     env_id = ENV_ID
     task_names = TASKS
