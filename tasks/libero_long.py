@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from tasks.libero_tasks import MAX_STEPS, SUITE_TASKS
 from tasks.plan import EpisodeKey, task_grid
 from tasks.protocol import Protocol, pick_protocol
 from tasks.scoring import MetricField, Scoring
@@ -44,18 +45,7 @@ ENV_ID = "VLA/LiberoLong-v0"
 SUITE = "libero_10"
 
 # hf-libero's libero_10 suite in its default task order (task_orders[0] is the identity).
-TASK_NAMES: tuple[str, ...] = (
-    "LIVING_ROOM_SCENE2_put_both_the_alphabet_soup_and_the_tomato_sauce_in_the_basket",
-    "LIVING_ROOM_SCENE2_put_both_the_cream_cheese_box_and_the_butter_in_the_basket",
-    "KITCHEN_SCENE3_turn_on_the_stove_and_put_the_moka_pot_on_it",
-    "KITCHEN_SCENE4_put_the_black_bowl_in_the_bottom_drawer_of_the_cabinet_and_close_it",
-    "LIVING_ROOM_SCENE5_put_the_white_mug_on_the_left_plate_and_put_the_yellow_and_white_mug_on_the_right_plate",
-    "STUDY_SCENE1_pick_up_the_book_and_place_it_in_the_back_compartment_of_the_caddy",
-    "LIVING_ROOM_SCENE6_put_the_white_mug_on_the_plate_and_put_the_chocolate_pudding_to_the_right_of_the_plate",
-    "LIVING_ROOM_SCENE1_put_both_the_alphabet_soup_and_the_cream_cheese_box_in_the_basket",
-    "KITCHEN_SCENE8_put_both_moka_pots_on_the_stove",
-    "KITCHEN_SCENE6_put_the_yellow_and_white_mug_in_the_microwave_and_close_it",
-)
+TASK_NAMES: tuple[str, ...] = SUITE_TASKS[SUITE]
 INIT_STATES_PER_FILE = 50  # each task's .pruned_init file holds 50 init states
 
 SETTLE_MODES = ("before", "interleaved")
@@ -66,15 +56,16 @@ RESIZE_INTERPOLATIONS = ("area", "linear", "cubic", "lanczos")
 
 
 def instruction(task_name: str) -> str:
-    """The language instruction, as LIBERO derives it (the task name without its scene prefix)."""
+    """The language instruction, as LIBERO derives it: the task name without its scene prefix (Spatial and
+    Object names have none)."""
     words = task_name.split("_")
-    start = next(i for i, word in enumerate(words) if word.startswith("SCENE")) + 1
+    start = next((i + 1 for i, word in enumerate(words) if word.startswith("SCENE")), 0)
     return " ".join(words[start:])
 
 
 @dataclasses.dataclass(frozen=True)
-class LiberoLongProtocol(Protocol):
-    """Every constant that changes a LIBERO-Long score."""
+class LiberoProtocol(Protocol):
+    """Every constant that changes a LIBERO score (any suite; the defaults are LIBERO-Long's)."""
 
     benchmark: str = NAME
     name: str = "vlm4vla"
@@ -132,8 +123,13 @@ class LiberoLongProtocol(Protocol):
             )
         if self.success != "first_step":
             raise ValueError(f"success must be 'first_step', got {self.success!r}")
-        if self.suite != SUITE:
-            raise ValueError(f"suite must be {SUITE!r}, got {self.suite!r}")
+        if self.suite not in SUITE_TASKS:
+            raise ValueError(f"suite must be one of {sorted(SUITE_TASKS)}, got {self.suite!r}")
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        """The suite's tasks in hf-libero's default order."""
+        return SUITE_TASKS[self.suite]
 
     @property
     def max_policy_steps(self) -> int:
@@ -143,17 +139,27 @@ class LiberoLongProtocol(Protocol):
         return self.max_steps
 
 
+LiberoLongProtocol = LiberoProtocol  # the name from before the other suites
+
+
 def interleaved_noops(settle_steps: int) -> int:
     """No-ops the paper's loop runs: each iteration below ``settle_steps`` advances its counter twice."""
     return (settle_steps + 1) // 2
 
 
-PROTOCOLS: dict[str, LiberoLongProtocol] = {
-    "vlm4vla": LiberoLongProtocol(),
-    "vlm4vla_fast": LiberoLongProtocol(name="vlm4vla_fast", render_size=224),
-    "openvla": LiberoLongProtocol(name="openvla", settle_mode="before"),
-    "openpi": LiberoLongProtocol(name="openpi", settle_mode="before", settle_action=OPENPI_NOOP, fixture_seed=7),
-}
+def suite_protocols(benchmark: str, suite: str) -> dict[str, LiberoProtocol]:
+    """The four protocols of a suite: the published loops above with the suite's step limit
+    (``tasks.libero_tasks.MAX_STEPS``). For LIBERO-Long these are exactly the protocols above."""
+    base = LiberoProtocol(benchmark=benchmark, suite=suite, max_steps=MAX_STEPS[suite])
+    return {
+        "vlm4vla": base,
+        "vlm4vla_fast": base.replace(name="vlm4vla_fast", render_size=224),
+        "openvla": base.replace(name="openvla", settle_mode="before"),
+        "openpi": base.replace(name="openpi", settle_mode="before", settle_action=OPENPI_NOOP, fixture_seed=7),
+    }  # type: ignore[return-value]
+
+
+PROTOCOLS: dict[str, LiberoProtocol] = suite_protocols(NAME, SUITE)
 ALIASES = {"vlm4vla_paper": "vlm4vla"}
 DEFAULT_PROTOCOL = "vlm4vla"
 
@@ -166,23 +172,28 @@ EPISODE_METRICS: dict[str, MetricField] = {
 }
 
 
-class LiberoLongBenchmark(Scoring):
-    """Headline: the success rate (the default scoring)."""
+class LiberoSuiteBenchmark(Scoring):
+    """One LIBERO suite. Headline: the success rate (the default scoring)."""
 
-    name = NAME
-    env_id = ENV_ID
-    task_names = TASK_NAMES
     EPISODE_METRICS = EPISODE_METRICS
     simulator_packages = ("mujoco", "robosuite", "hf-libero", "bddl")
 
-    def protocol(self, name: str | None = None, **overrides: Any) -> LiberoLongProtocol:
-        return pick_protocol(NAME, PROTOCOLS, name, DEFAULT_PROTOCOL, overrides, ALIASES)  # type: ignore[return-value]
+    def __init__(self, name: str, env_id: str, suite: str) -> None:
+        self.name, self.env_id, self.suite = name, env_id, suite
+        self.task_names = SUITE_TASKS[suite]
+        self.protocols = PROTOCOLS if suite == SUITE else suite_protocols(name, suite)
+
+    def protocol(self, name: str | None = None, **overrides: Any) -> LiberoProtocol:
+        return pick_protocol(  # type: ignore[return-value]
+            self.name, self.protocols, name, DEFAULT_PROTOCOL, overrides, ALIASES
+        )
 
     def episode_plan(self, protocol: Protocol) -> list[EpisodeKey]:
         """Task k // n, init state k % n, with n = ``protocol.init_states_per_task`` (50 by default)."""
-        if not isinstance(protocol, LiberoLongProtocol):
-            raise TypeError(f"expected a LiberoLongProtocol, got {type(protocol).__name__}")
-        return task_grid(TASK_NAMES, protocol.init_states_per_task)
+        if not isinstance(protocol, LiberoProtocol) or protocol.suite != self.suite:
+            raise TypeError(f"expected a LiberoProtocol of suite {self.suite}, got {protocol!r}")
+        return task_grid(self.task_names, protocol.init_states_per_task)
 
 
-BENCHMARK = LiberoLongBenchmark()
+LiberoLongBenchmark = LiberoSuiteBenchmark
+BENCHMARK = LiberoSuiteBenchmark(NAME, ENV_ID, SUITE)

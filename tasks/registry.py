@@ -1,4 +1,5 @@
-"""Benchmarks by name. Each ``tasks/<name>.py`` defines ``BENCHMARK`` (a :class:`Benchmark`); none of them
+"""Benchmarks by name. Each ``tasks/<name>.py`` defines ``BENCHMARK`` (a :class:`Benchmark`; a module may define
+several, named in :data:`BENCHMARKS`); none of them
 imports a simulator, so the harness can plan episodes without building an env."""
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ from tasks.plan import EpisodeKey
 from tasks.protocol import Protocol
 from tasks.scoring import BarPlot, MetricField, Record, Section
 
+# name -> "module" (its BENCHMARK) or "module:ATTRIBUTE"
 BENCHMARKS = {
     "libero_long": "tasks.libero_long",
     "calvin": "tasks.calvin",
     "simpler_bridge": "tasks.simpler_bridge",
+    "libero_spatial": "tasks.libero_suites:SPATIAL",
+    "libero_object": "tasks.libero_suites:OBJECT",
+    "libero_goal": "tasks.libero_suites:GOAL",
+    "libero_90": "tasks.libero_suites:LIBERO_90",
 }
 
 
@@ -62,4 +68,5 @@ class Benchmark(TypingProtocol):
 def get_benchmark(name: str) -> Benchmark:
     if name not in BENCHMARKS:
         raise KeyError(f"unknown benchmark {name!r}; known: {sorted(BENCHMARKS)}")
-    return importlib.import_module(BENCHMARKS[name]).BENCHMARK
+    module, _, attribute = BENCHMARKS[name].partition(":")
+    return getattr(importlib.import_module(module), attribute or "BENCHMARK")

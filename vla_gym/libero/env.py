@@ -18,14 +18,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from tasks.libero_long import (
-    BENCHMARK,
-    INIT_STATES_PER_FILE,
-    TASK_NAMES,
-    LiberoLongProtocol,
-    instruction,
-)
+from tasks.libero_long import INIT_STATES_PER_FILE, LiberoLongProtocol, LiberoSuiteBenchmark, instruction
 from tasks.plan import EpisodeKey
+from tasks.registry import get_benchmark
 from vla_gym import contract
 from vla_gym.libero import observation as obs_utils
 from vla_gym.libero import sim, suite
@@ -75,9 +70,12 @@ class LiberoLongEnv(gym.Env):
         render_cameras: bool = True,
     ) -> None:
         super().__init__()
-        self.protocol = _resolve_protocol(protocol, protocol_overrides)
+        bench = get_benchmark(self.benchmark)
+        assert isinstance(bench, LiberoSuiteBenchmark)
+        self.protocol = _resolve_protocol(bench, protocol, protocol_overrides)
         self.protocol_digest = self.protocol.digest
-        self.episode_plan: list[EpisodeKey] = BENCHMARK.episode_plan(self.protocol)
+        self.task_names: tuple[str, ...] = bench.task_names
+        self.episode_plan: list[EpisodeKey] = bench.episode_plan(self.protocol)
         self.action_mode = contract.check_action_mode(action_mode)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
@@ -146,7 +144,7 @@ class LiberoLongEnv(gym.Env):
                 "options['init_state'] needs options['task'] too (or use options={'episode': k})"
             )
         if "task" in opts:
-            task = _task_index(opts["task"])
+            task = _task_index(opts["task"], self.task_names, self.benchmark)
             if "init_state" in opts:
                 init_state = int(opts["init_state"])
                 if not 0 <= init_state < INIT_STATES_PER_FILE:
@@ -174,7 +172,7 @@ class LiberoLongEnv(gym.Env):
             self._assets = resolve_assets(
                 self._assets_dir, download=self._download_assets, cache_dir=self._cache_dir
             )
-        self._raw = sim.build(TASK_NAMES[task_index], self.protocol, self._assets)
+        self._raw = sim.build(self.task_names[task_index], self.protocol, self._assets)
         self._raw_task = task_index
 
     def _close_raw(self) -> None:
@@ -194,7 +192,8 @@ class LiberoLongEnv(gym.Env):
         protocol = self.protocol
 
         sim.pinned_reset(self._raw, protocol.fixture_seed)
-        raw_obs = self._raw.set_init_state(suite.load_init_states(TASK_NAMES[task_index])[init_state])
+        states = suite.load_init_states(self.task_names[task_index], protocol.suite)
+        raw_obs = self._raw.set_init_state(states[init_state])
         self._policy_steps = 0
         self._settle_done = 0
         self._counter = 0
@@ -284,7 +283,7 @@ class LiberoLongEnv(gym.Env):
         if "robot0_eye_in_hand" in p.cameras:
             wrist = self._camera(raw_obs, "robot0_eye_in_hand_image")
             out["wrist_image"] = obs_utils.resize(wrist, p.image_size, p.resize_interpolation)
-        out["language"] = instruction(TASK_NAMES[self._task_index])
+        out["language"] = instruction(self.task_names[self._task_index])
         if self._proprio:
             out["proprio"] = obs_utils.proprio(raw_obs)
         if self._native_image:
@@ -310,7 +309,7 @@ class LiberoLongEnv(gym.Env):
     def _info(self) -> dict[str, Any]:
         return {
             "success": self._success,
-            "task": TASK_NAMES[self._task_index],
+            "task": self.task_names[self._task_index],
             "task_index": self._task_index,
             "episode": self._episode,
             "init_state": self._init_state,
@@ -433,24 +432,50 @@ def _check_pool(pool: Sequence[int] | None, plan_length: int) -> tuple[int, ...]
     return tuple(out)
 
 
-def _task_index(task: int | str) -> int:
+def _task_index(task: int | str, task_names: tuple[str, ...], benchmark: str) -> int:
     if isinstance(task, str):
-        if task not in TASK_NAMES:
-            raise KeyError(f"unknown LIBERO-Long task {task!r}; known: {list(TASK_NAMES)}")
-        return TASK_NAMES.index(task)
+        if task not in task_names:
+            raise KeyError(f"unknown {benchmark} task {task!r}; known: {list(task_names)}")
+        return task_names.index(task)
     index = int(task)
-    if not 0 <= index < len(TASK_NAMES):
-        raise KeyError(f"task index {index} is out of range: LIBERO-Long has tasks 0..{len(TASK_NAMES) - 1}")
+    if not 0 <= index < len(task_names):
+        raise KeyError(f"task index {index} is out of range: {benchmark} has tasks 0..{len(task_names) - 1}")
     return index
 
 
 def _resolve_protocol(
-    protocol: str | LiberoLongProtocol | None, overrides: Mapping[str, Any] | None
+    bench: LiberoSuiteBenchmark, protocol: str | LiberoLongProtocol | None, overrides: Mapping[str, Any] | None
 ) -> LiberoLongProtocol:
     if overrides is not None and not isinstance(overrides, Mapping):
         raise TypeError(f"protocol_overrides must be a dict, got {type(overrides).__name__}")
     if protocol is None or isinstance(protocol, str):
-        return BENCHMARK.protocol(protocol, **dict(overrides or {}))
+        return bench.protocol(protocol, **dict(overrides or {}))
     if isinstance(protocol, LiberoLongProtocol):
+        if protocol.suite != bench.suite:
+            raise ValueError(f"a {protocol.suite} protocol cannot run on {bench.env_id} ({bench.suite})")
         return protocol.replace(**dict(overrides)) if overrides else protocol  # type: ignore[return-value]
     raise TypeError(f"protocol must be a name, a LiberoLongProtocol or None, got {type(protocol).__name__}")
+
+
+class LiberoSpatialEnv(LiberoLongEnv):
+    """``VLA/LiberoSpatial-v0``: LIBERO-Spatial, otherwise as :class:`LiberoLongEnv`."""
+
+    benchmark = "libero_spatial"
+
+
+class LiberoObjectEnv(LiberoLongEnv):
+    """``VLA/LiberoObject-v0``: LIBERO-Object, otherwise as :class:`LiberoLongEnv`."""
+
+    benchmark = "libero_object"
+
+
+class LiberoGoalEnv(LiberoLongEnv):
+    """``VLA/LiberoGoal-v0``: LIBERO-Goal, otherwise as :class:`LiberoLongEnv`."""
+
+    benchmark = "libero_goal"
+
+
+class Libero90Env(LiberoLongEnv):
+    """``VLA/Libero90-v0``: LIBERO-90, otherwise as :class:`LiberoLongEnv`."""
+
+    benchmark = "libero_90"

@@ -46,7 +46,7 @@ def build(task_name: str, protocol: LiberoLongProtocol, assets: Path) -> Any:
 
     with pinned_global_rng(protocol.fixture_seed):
         raw = OffScreenRenderEnv(
-            bddl_file_name=str(bddl_path(task_name)),
+            bddl_file_name=str(bddl_path(task_name, protocol.suite)),
             camera_names=list(protocol.cameras),
             camera_heights=protocol.render_size,
             camera_widths=protocol.render_size,

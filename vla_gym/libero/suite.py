@@ -1,4 +1,4 @@
-"""The LIBERO-10 files shipped inside hf-libero: BDDL problem files and init states (no simulator needed)."""
+"""The LIBERO suites' files shipped inside hf-libero: BDDL problem files and init states (no simulator needed)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.libero_long import INIT_STATES_PER_FILE, SUITE, TASK_NAMES
+from tasks.libero_long import INIT_STATES_PER_FILE, SUITE
+from tasks.libero_tasks import SUITE_TASKS
 from vla_gym.libero.assets import libero_package_root
 
 
-def bddl_path(task_name: str) -> Path:
-    path = libero_package_root() / "bddl_files" / SUITE / f"{task_name}.bddl"
+def bddl_path(task_name: str, suite: str = SUITE) -> Path:
+    path = libero_package_root() / "bddl_files" / suite / f"{task_name}.bddl"
     if not path.is_file():
         raise FileNotFoundError(
             f"BDDL file {path} is missing: reinstall hf-libero (pip install --no-deps hf-libero==0.1.4)"
@@ -22,8 +23,8 @@ def bddl_path(task_name: str) -> Path:
     return path
 
 
-def init_states_path(task_name: str) -> Path:
-    return libero_package_root() / "init_files" / SUITE / f"{task_name}.pruned_init"
+def init_states_path(task_name: str, suite: str = SUITE) -> Path:
+    return libero_package_root() / "init_files" / suite / f"{task_name}.pruned_init"
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -47,15 +48,15 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
             ) from None
 
 
-@functools.lru_cache(maxsize=len(TASK_NAMES))
-def load_init_states(task_name: str) -> np.ndarray:
+@functools.lru_cache(maxsize=32)
+def load_init_states(task_name: str, suite: str = SUITE) -> np.ndarray:
     """The task's init states: float64 (50, state_dim) flattened MuJoCo states (time, qpos, qvel).
 
     The file is a torch zip archive whose pickle holds one numpy array.
     """
-    if task_name not in TASK_NAMES:
-        raise KeyError(f"unknown LIBERO-10 task {task_name!r}")
-    path = init_states_path(task_name)
+    if task_name not in SUITE_TASKS.get(suite, ()):
+        raise KeyError(f"unknown {suite} task {task_name!r}")
+    path = init_states_path(task_name, suite)
     if not path.is_file():
         raise FileNotFoundError(
             f"init-state file {path} is missing: reinstall hf-libero (pip install --no-deps hf-libero==0.1.4)"
