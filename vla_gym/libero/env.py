@@ -75,6 +75,7 @@ class LiberoLongEnv(gym.Env):
         self.protocol = _resolve_protocol(bench, protocol, protocol_overrides)
         self.protocol_digest = self.protocol.digest
         self.task_names: tuple[str, ...] = bench.task_names
+        self._title = bench.title
         self.episode_plan: list[EpisodeKey] = bench.episode_plan(self.protocol)
         self.action_mode = contract.check_action_mode(action_mode)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -144,7 +145,7 @@ class LiberoLongEnv(gym.Env):
                 "options['init_state'] needs options['task'] too (or use options={'episode': k})"
             )
         if "task" in opts:
-            task = _task_index(opts["task"], self.task_names, self.benchmark)
+            task = _task_index(opts["task"], self.task_names, self._title)
             if "init_state" in opts:
                 init_state = int(opts["init_state"])
                 if not 0 <= init_state < INIT_STATES_PER_FILE:
