@@ -171,3 +171,13 @@ def test_values_holding_equals_are_quoted_for_hydra() -> None:
 
     parsed = OverridesParser.create().parse_overrides([out[1]])[0]
     assert parsed.key_or_group == "policy.checkpoint" and parsed.value() == "/ckpts/run/epoch=3-step=12000.pt"
+
+
+def test_quickstart_config_asks_for_a_video_per_task() -> None:
+    """The README's first command promises a video to look at."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        cfg = compose(config_name="quickstart")
+    assert cfg.video.episodes_per_task >= 1
+    assert cfg.policy._target_.endswith("ExpertAgent") and list(cfg.tasks) == [0, 5]
