@@ -30,7 +30,11 @@ INFO_KEYS = ("success", "task", "task_index", "episode")
 
 
 def language_space() -> spaces.Text:
-    return spaces.Text(max_length=MAX_LANGUAGE_LENGTH, min_length=0, charset=LANGUAGE_CHARSET)
+    """A ``Text`` that keeps the instruction intact through ``AsyncVectorEnv``'s shared memory
+    (:mod:`vla_gym.instruction_space`)."""
+    from vla_gym.instruction_space import InstructionText
+
+    return InstructionText(max_length=MAX_LANGUAGE_LENGTH, min_length=0, charset=LANGUAGE_CHARSET)
 
 
 def image_space(size: int = IMAGE_SIZE) -> spaces.Box:
