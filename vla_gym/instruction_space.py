@@ -97,11 +97,14 @@ def _create(space: InstructionText, n: int = 1, ctx: ModuleType = mp) -> Any:
 @write_to_shared_memory.register(InstructionText)
 def _write(space: InstructionText, index: int, value: str, shared_memory: Any) -> None:
     if not isinstance(value, str) or not space.contains(value):
-        shown = value if not isinstance(value, str) else value[:80]
-        raise ValueError(
-            f"instruction {shown!r} is not in the language space {space} (too long, or a character outside "
-            "its charset); refusing to cut or alter it"
-        )
+        # (no repr of the value or the charset: gymnasium's worker error logging %-formats the message)
+        if not isinstance(value, str):
+            why = f"a {type(value).__name__}, not a str"
+        elif len(value) > space.max_length:
+            why = f"{len(value)} characters long, the space allows {space.max_length}"
+        else:
+            why = f"characters outside the charset: {sorted(set(value) - space.character_set)}"
+        raise ValueError(f"an instruction is not in the language space: {why}; refusing to cut or alter it")
     width = space.max_length + 1
     row = np.frombuffer(shared_memory.get_obj(), dtype=np.int32)[index * width : (index + 1) * width]
     row[:] = 0
