@@ -15,6 +15,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from harness.cli import run_hydra_main
 from harness.metrics import summarize
 from harness.progress import Progress
 from harness.report import pct, write_report
@@ -133,4 +134,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_main(main)  # accepts checkpoint paths holding "=" (epoch=3-step=12000.pt) unquoted

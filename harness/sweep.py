@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import plots
 from harness.checkpoints import Checkpoint, find_checkpoints
+from harness.cli import run_hydra_main
 from harness.compare import bootstrap_mean_ci, paired_comparison
 from harness.evaluate import StoreSink, pending, run_into_store, run_options
 from harness.metrics import episode_score, summarize
@@ -203,4 +204,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_main(main)  # accepts checkpoint paths holding "=" (epoch=3-step=12000.pt) unquoted

@@ -156,3 +156,18 @@ def test_command_line_works_from_any_folder_without_littering(tmp_path: Path) ->
     assert shown.returncode == 0, shown.stderr
     assert "id: VLA/LiberoLong-v0" in shown.stdout and "_target_: policies.noop.NoopAgent" in shown.stdout
     assert sorted(p.name for p in elsewhere.iterdir()) == ["out"]
+
+
+def test_values_holding_equals_are_quoted_for_hydra() -> None:
+    from harness.cli import quote_values_with_equals
+
+    argv = ["policy=qwen3vl2b", "policy.checkpoint=/ckpts/run/epoch=3-step=12000.pt", "episodes=[0,1]",
+            "'policy.checkpoint=\"/a/epoch=1.pt\"'", "--config-name=quickstart", "+x={a:1}"]
+    out = quote_values_with_equals(argv)
+    assert out[1] == 'policy.checkpoint="/ckpts/run/epoch=3-step=12000.pt"'
+    assert out[0] == argv[0] and out[2:] == argv[2:]
+    # what Hydra makes of it: the whole path as one string
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([out[1]])[0]
+    assert parsed.key_or_group == "policy.checkpoint" and parsed.value() == "/ckpts/run/epoch=3-step=12000.pt"

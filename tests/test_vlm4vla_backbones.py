@@ -65,16 +65,19 @@ def test_qwen_prompt_uses_real_token_ids(family: str) -> None:
     assert count == (256 if family == "qwen25vl" else 196)
 
 
-def test_qwen3_deepstack_flag_changes_outputs() -> None:
+def test_qwen3_deepstack_is_on_by_default_and_changes_outputs() -> None:
     agent = tiny_agent("qwen3vl")
+    assert agent.deepstack and agent.backbone.options["deepstack"] is True
     imgs = images(1)
-    off = agent.predict(imgs, INSTRUCTIONS[:1])[0]
-    agent.backbone.options["deepstack"] = True
+    on = agent.predict(imgs, INSTRUCTIONS[:1])[0]
+    agent.backbone.options["deepstack"] = False
     try:
-        on = agent.predict(imgs, INSTRUCTIONS[:1])[0]
+        off = agent.predict(imgs, INSTRUCTIONS[:1])[0]
     finally:
-        agent.backbone.options["deepstack"] = False
+        agent.backbone.options["deepstack"] = True
     assert np.abs(on - off).max() > 1e-7
+    # the MoE backbone follows the paper's RoboQwen3VLMOE, which feeds no deepstack features
+    assert tiny_agent("qwen3vlmoe").deepstack is False
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
@@ -118,11 +121,11 @@ def test_checkpoint_errors_are_clear(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="not a VLM4VLA checkpoint"):
         read_checkpoint(other)
     state = paper_state_dict(agent.model, "kosmos2")
-    state.pop("model.act_head.mlp.0.weight")
+    state.pop("model.act_head.mlp.0.bias")
     state["model.backbone.extra_layer.weight"] = torch.zeros(2)
     bad = tmp_path / "bad.pt"
     torch.save({"state_dict": state}, bad)
-    with pytest.raises(CheckpointError, match=r"1 missing .*act_head\.mlp\.0\.weight.*1 unexpected .*extra_layer"):
+    with pytest.raises(CheckpointError, match=r"1 missing .*act_head\.mlp\.0\.bias.*1 unexpected .*extra_layer"):
         agent.load_weights(str(bad))
     # a pickled object that weights_only refuses (Lightning's hyper-parameters): named, with the way out
     pickled = tmp_path / "pickled.pt"

@@ -118,19 +118,19 @@ def test_libero_preprocessing_keeps_the_upright_image_and_crops() -> None:
     paper = centre_crop_resize(np.ascontiguousarray(upright)[None])[0]  # paper: crop the 256 render, resize
     env_image = np.asarray(Image.fromarray(np.ascontiguousarray(upright)).resize((224, 224), Image.BILINEAR))
     agent = tiny_agent("kosmos2", "libero_long")
-    ours = agent._images({"image": env_image[None], "language": ["x"]})[0]
+    agent.use_native_image = False
+    try:
+        ours = agent._images({"image": env_image[None], "image_native": np.ascontiguousarray(upright)[None], "language": ["x"]})[0]
+    finally:
+        agent.use_native_image = True
     assert ours.shape == (224, 224, 3)
     py, px = _mark(paper)
     oy, ox = _mark(ours)
     assert abs(py - oy) <= 1.0 and abs(px - ox) <= 1.0
     # raw (200, 40) is upright (55, 215): upper right; rotating again would put it lower left
     assert py < 112 and px > 112
-    # the paper-exact path: the native 256 image, cropped once
-    agent.use_native_image = True
-    try:
-        native = agent._images({"image": env_image[None], "image_native": np.ascontiguousarray(upright)[None], "language": ["x"]})[0]
-    finally:
-        agent.use_native_image = False
+    # the paper-exact path (the default): the native 256 image, cropped once
+    native = agent._images({"image": env_image[None], "image_native": np.ascontiguousarray(upright)[None], "language": ["x"]})[0]
     np.testing.assert_array_equal(native, paper)
     # the two pipelines differ only by resampling (mean abs difference well under 4 grey levels here)
     assert np.abs(ours.astype(int) - paper.astype(int)).mean() < 4.0
@@ -173,7 +173,8 @@ def test_head_chunk_must_match_the_benchmark(tmp_path) -> None:
 
 
 # ---- Hydra configs ------------------------------------------------------------------------------------
-CONFIGS = ["qwen3vl2b", "qwen3vl4b", "qwen3vl8b", "qwen25vl3b", "qwen25vl7b", "paligemma", "paligemma2", "kosmos2"]
+CONFIGS = ["qwen3vl2b", "qwen3vl4b", "qwen3vl8b", "qwen3vl30b-a3b", "qwen25vl3b", "qwen25vl7b", "paligemma", "paligemma2",
+           "kosmos2"]
 
 
 @pytest.mark.parametrize("name", CONFIGS)

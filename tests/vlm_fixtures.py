@@ -6,7 +6,7 @@ import functools
 
 import numpy as np
 
-FAMILY_NAMES = ("qwen25vl", "qwen3vl", "paligemma", "paligemma2", "kosmos2")
+FAMILY_NAMES = ("qwen25vl", "qwen3vl", "qwen3vlmoe", "paligemma", "paligemma2", "kosmos2")
 INSTRUCTIONS = [
     "put both the alphabet soup and the tomato sauce in the basket",
     "open the drawer",

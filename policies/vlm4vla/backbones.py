@@ -150,7 +150,7 @@ class QwenBackbone(Backbone):
             start += n
         embeds, mask, index = _pad_and_splice(rows, action_token)
         kwargs: dict[str, Any] = {}
-        if deepstack and self.options.get("deepstack", False):
+        if deepstack and self.options.get("deepstack", self.family == "qwen3vl"):
             visual = torch.zeros_like(mask, dtype=torch.bool)
             for i, v in enumerate(visual_rows):
                 visual[i, : v.shape[0]] = v
@@ -179,6 +179,13 @@ class Qwen3VLBackbone(QwenBackbone):
         # The paper: arange, the same index on all three rotary axes.
         pos = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape[0], -1)
         return pos.unsqueeze(0).expand(3, -1, -1)
+
+
+class Qwen3VLMoeBackbone(Qwen3VLBackbone):
+    """Qwen3-VL-30B-A3B (mixture of experts): the paper's ``RoboQwen3VLMOE`` is the Qwen3-VL sequence, arange
+    positions, and passes no deepstack features to the text model (its deepstack lines are commented out)."""
+
+    family = "qwen3vlmoe"
 
 
 class PaliGemmaBackbone(Backbone):

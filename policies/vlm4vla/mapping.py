@@ -1,6 +1,8 @@
 """From head outputs to env actions, per benchmark (the paper's evaluation adapters, as data).
 
-Arm: ``scale * tanh`` (the paper's ``norm_min/norm_max`` = +-0.65), then for LIBERO and Bridge the q01/q99
+Arm: the tanh output mapped to ``[norm_min, norm_max]`` as the paper's ``unnoramalize_action`` does,
+``0.5 * (a + 1) * (norm_max - norm_min) + norm_min`` (``scale * a`` for the symmetric +-0.65 of every
+paper config; a training config beside the checkpoint sets them), then for LIBERO and Bridge the q01/q99
 un-normalisation ``0.5 * (a + 1) * (q99 - q01) + q01``. Gripper: sigmoid > 0.5 -> +1 open, else -1 close
 (the env contract; each env converts to its simulator's sign). Bridge keeps the rotation as Euler deltas
 (the env converts to axis-angle) and only opens after ``open_after`` consecutive open predictions.
@@ -28,7 +30,9 @@ class OutputMapping:
     chunk_size: int  # actions predicted per query (the head's n)
     execute_steps: int  # actions executed open-loop per query
     statistics: str | None = None  # key of SHIPPED_STATS or a path; None = no un-normalisation
-    scale: float = 0.65
+    scale: float = 0.65  # symmetric action range (norm_min = -scale, norm_max = scale) unless these are set
+    norm_min: float | None = None
+    norm_max: float | None = None
     open_after: int = 1  # consecutive open predictions before the gripper opens (Bridge: 2)
     libero_crop: bool = False  # 90%-area centre crop before the model (LIBERO)
 
@@ -82,7 +86,12 @@ class ActionMapper:
             self._open_streak.pop(int(env_id), None)
 
     def __call__(self, arm: np.ndarray, gripper_logits: np.ndarray, env_ids: Sequence[int]) -> np.ndarray:
-        arm = self.mapping.scale * np.asarray(arm, dtype=np.float64)
+        arm = np.asarray(arm, dtype=np.float64)
+        lo, hi = self.mapping.norm_min, self.mapping.norm_max
+        if lo is None or hi is None or lo == -hi:
+            arm = (self.mapping.scale if hi is None else hi) * arm
+        else:
+            arm = 0.5 * (arm + 1.0) * (hi - lo) + lo
         if self.q01 is not None:
             arm = 0.5 * (arm + 1.0) * (self.q99[:6] - self.q01[:6]) + self.q01[:6]
         is_open = 1.0 / (1.0 + np.exp(-np.asarray(gripper_logits, dtype=np.float64))) > 0.5

@@ -111,6 +111,25 @@ def tiny_config(family: str) -> Any:
             image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
             vision_end_token_id=151653, tie_word_embeddings=True,
         )
+    if family == "qwen3vlmoe":
+        from transformers import Qwen3VLMoeConfig
+
+        return Qwen3VLMoeConfig(
+            text_config=dict(
+                vocab_size=QWEN_VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_experts=4, num_experts_per_tok=2,
+                moe_intermediate_size=24, decoder_sparse_step=1,
+                rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": [2, 3, 3], "mrope_interleaved": True},
+                tie_word_embeddings=False,
+            ),
+            vision_config=dict(
+                depth=3, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=144,
+                deepstack_visual_indexes=[0, 1, 2],
+            ),
+            image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
+            vision_end_token_id=151653, tie_word_embeddings=False,
+        )
     if family == "qwen3vl":
         return Qwen3VLConfig(
             text_config=dict(
@@ -170,7 +189,7 @@ def tiny_model(family: str, seed: int = 0) -> Any:
 
 
 def tiny_tokenizer(family: str) -> Any:
-    if family in ("qwen25vl", "qwen3vl"):
+    if family in ("qwen25vl", "qwen3vl", "qwen3vlmoe"):
         return qwen_tokenizer()
     if family in ("paligemma", "paligemma2"):
         return gemma_tokenizer()
