@@ -43,6 +43,11 @@ class LiberoLongEnv(gym.Env):
     agentview at the protocol's render size, e.g. 256) when ``native_image=True``.
     Action: ``[dx, dy, dz, drot(3), gripper]`` for robosuite's OSC_POSE controller (the LIBERO datasets'
     actions), gripper +1 open / -1 close; ``action_mode="native"`` takes LIBERO's own action (-1 open).
+    Action space: Box [-1, 1]^7, OSC_POSE's ``input_min`` / ``input_max`` (robosuite 1.4
+    ``controllers/config/osc_pose.json``; scaled to 0.05 m and 0.5 rad per step) and the gripper's [-1, 1].
+    robosuite clips input outside it, as it always did; such steps are counted in
+    ``info["action_out_of_range_steps"]``.
+    Reward: 1.0 on the step where every goal predicate holds (the episode terminates there), else 0.0.
 
     Kwargs: ``protocol`` (name or :class:`LiberoLongProtocol`), ``protocol_overrides``, ``action_mode``,
     ``proprio``, ``native_image``, ``render_mode`` (``"rgb_array"``: the upright agentview at render size),
@@ -106,7 +111,7 @@ class LiberoLongEnv(gym.Env):
         if self._native_image:
             parts["image_native"] = contract.image_space(self.protocol.render_size)
         self.observation_space = spaces.Dict(parts)
-        self.action_space = contract.action_space()
+        self.action_space = contract.action_space(-1.0, 1.0)
 
         self._raw: Any = None  # hf-libero OffScreenRenderEnv of the current task
         self._raw_task: int | None = None
@@ -119,6 +124,7 @@ class LiberoLongEnv(gym.Env):
         self._counter = 0  # the paper loop's shared counter (interleaved settle mode)
         self._over = True
         self._success = False
+        self._out_of_range = 0
         self._last_raw_obs: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ episode selection
@@ -196,6 +202,7 @@ class LiberoLongEnv(gym.Env):
         self._policy_steps = 0
         self._settle_done = 0
         self._counter = 0
+        self._out_of_range = 0
         if protocol.settle_mode == "before":
             raw_obs = self._noops(protocol.settle_steps, raw_obs)
         elif protocol.settle_steps > 0:  # the paper's loop: a no-op before the first policy step
@@ -212,6 +219,8 @@ class LiberoLongEnv(gym.Env):
         if self._over:
             raise contract.EpisodeOverError()
         act = contract.validate_action(action)
+        if contract.out_of_range(act, self.action_space):
+            self._out_of_range += 1
         native = act.astype(np.float64)
         if self.action_mode == "contract":
             native[6] = -native[6]  # contract +1 = open; LIBERO's simulator: -1 = open
@@ -239,6 +248,7 @@ class LiberoLongEnv(gym.Env):
                 "policy_steps": self._policy_steps,
                 "settle_steps": self._settle_done,
                 "success": self._success,
+                "action_out_of_range_steps": self._out_of_range,
             }
         return self._observation(raw_obs), float(terminated), terminated, truncated, info
 
@@ -302,6 +312,7 @@ class LiberoLongEnv(gym.Env):
             "episode": self._episode,
             "init_state": self._init_state,
             "policy_steps": self._policy_steps,
+            "action_out_of_range_steps": self._out_of_range,
         }
 
     # ------------------------------------------------------------------ ground truth (not for policies)
