@@ -41,6 +41,8 @@ import numpy as np
 try:
     from tianshou.algorithm.algorithm_base import Policy
     from tianshou.data import Batch, CollectStats
+    from tianshou.env import BaseVectorEnv, ShmemVectorEnv
+    from tianshou.env.worker import SubprocEnvWorker
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError(
         "vla_gym.rl needs tianshou 2.x: install the 'rl' extra (pip install -e '.[rl]')"
@@ -53,6 +55,7 @@ from wrappers.language import LanguageAsArray, decode_language
 
 __all__ = [
     "AgentPolicy",
+    "SpawnShmemVectorEnv",
     "TianshouReady",
     "assign_episodes",
     "collect_plan",
@@ -171,6 +174,27 @@ def env_factories(
     return [
         functools.partial(make_env, env_id, i, lists[i], max_length, **kwargs) for i in range(num_envs)
     ]
+
+
+class SpawnShmemVectorEnv(ShmemVectorEnv):
+    """tianshou's ``ShmemVectorEnv`` with a multiprocessing start method (default ``"spawn"``).
+
+    ``ShmemVectorEnv`` itself always forks, after building one env in this process to read its spaces. A
+    process that has opened an EGL context (CALVIN's renderer, LIBERO's) cannot safely fork: the workers
+    hang. Spawned workers start clean.
+    """
+
+    def __init__(
+        self,
+        env_fns: Sequence[Callable[[], gym.Env]],
+        wait_num: int | None = None,
+        timeout: float | None = None,
+        context: str = "spawn",
+    ) -> None:
+        def worker_fn(fn: Callable[[], gym.Env]) -> SubprocEnvWorker:
+            return SubprocEnvWorker(fn, share_memory=True, context=context)
+
+        BaseVectorEnv.__init__(self, env_fns, worker_fn, wait_num, timeout)
 
 
 def collect_plan(collector: Any, assignment: Sequence[Sequence[int]]) -> list[CollectStats]:
