@@ -137,7 +137,7 @@ def main() -> None:
         mean_residual = args.residual_scale * np.clip(buf.act[buf.sample_indices(0)], -1, 1).mean(axis=0)
         print(
             f"update {update:2d}  episodes {stats.n_collected_episodes}  success {success:.2f}  "
-            f"mean residual xyz {np.round(mean_residual[:3], 3).tolist()}  "
+            f"mean residual xyz {' '.join(f'{v:+.3f}' for v in mean_residual[:3])}  "
             f"t={time.time() - start:.0f}s",
             flush=True,
         )

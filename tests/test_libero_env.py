@@ -364,7 +364,9 @@ def test_truncates_at_520_policy_steps(cache):
             _, _, terminated, truncated, info = env.step(hold)
             assert not terminated
             assert truncated == (step == 520)
-        assert info["episode_metrics"] == {"policy_steps": 520, "settle_steps": 10, "success": False}
+        assert info["episode_metrics"] == {
+            "policy_steps": 520, "settle_steps": 10, "success": False, "action_out_of_range_steps": 0,
+        }
         with pytest.raises(contract.EpisodeOverError):
             env.step(hold)
     finally:

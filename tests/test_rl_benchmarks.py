@@ -4,9 +4,10 @@ per episode, small images where the protocol allows).
 Per benchmark: ``gym.make_vec`` sync and async (2 envs) keep the exact instruction; tianshou's ``Collector``
 collects 2 full episodes of the plan over ``DummyVectorEnv`` (2 envs), ``SubprocVectorEnv`` and
 ``ShmemVectorEnv`` (1 env walking 2 episodes each) with the instruction, shapes and returns checked in the
-replay buffer; ``check_vla_env`` passes. Worker processes start with ``spawn``: a parent that has made an
-EGL context (CALVIN's renderer, LIBERO's) cannot safely fork, and tianshou's ``ShmemVectorEnv`` builds one env
-in the parent and then forks: ``rl.SpawnShmemVectorEnv`` is the same class with a start method.
+replay buffer; ``check_vla_env`` passes. The worker-process half of LIBERO and Bridge is marked slow.
+Worker processes start with ``spawn``: a parent that has made an EGL context (CALVIN's renderer, LIBERO's)
+cannot safely fork, and tianshou's ``ShmemVectorEnv`` builds one env in the parent and then forks:
+``rl.SpawnShmemVectorEnv`` is the same class with a start method.
 """
 
 from __future__ import annotations
@@ -109,12 +110,18 @@ def _collect(venv: Any, episodes: list[list[int]]) -> Collector:
     return collector
 
 
-@pytest.mark.parametrize("benchmark", sorted(CASES))
-def test_vector_envs_and_tianshou_collectors_keep_the_instruction(benchmark: str, shared_data: Path) -> None:
+# Worker processes import and build a simulator each: cheap for CALVIN, a few minutes on two loaded CPU cores
+# for LIBERO and Bridge, which therefore run with -m slow (their in-process test below stays in the default run).
+WORKER_CASES = [
+    pytest.param(b, marks=[] if b == "calvin" else [pytest.mark.slow]) for b in sorted(CASES)
+]
+
+
+@pytest.mark.parametrize("benchmark", WORKER_CASES)
+def test_worker_vector_envs_keep_the_instruction(benchmark: str, shared_data: Path) -> None:
+    """make_vec async (2 spawned workers), SubprocVectorEnv and ShmemVectorEnv (1 env walking 2 episodes)."""
     kwargs, expected, shape = CASES[benchmark](shared_data)
     env_id = vla_gym.ENV_IDS[benchmark]
-
-    # worker processes first, while this process has no simulator open
     envs = gym.make_vec(env_id, num_envs=2, vectorization_mode="async", vector_kwargs={"context": "spawn"}, **kwargs)
     try:
         obs, info = envs.reset(options={"episode": EPISODES[1]})
@@ -134,6 +141,12 @@ def test_vector_envs_and_tianshou_collectors_keep_the_instruction(benchmark: str
         finally:
             venv.close()
 
+
+@pytest.mark.parametrize("benchmark", sorted(CASES))
+def test_in_process_vector_envs_keep_the_instruction(benchmark: str, shared_data: Path) -> None:
+    """make_vec sync (2 envs); the same envs in tianshou's DummyVectorEnv (one plan episode each); checker."""
+    kwargs, expected, shape = CASES[benchmark](shared_data)
+    env_id = vla_gym.ENV_IDS[benchmark]
     envs = gym.make_vec(env_id, num_envs=2, vectorization_mode="sync", **kwargs)
     try:
         obs, info = envs.reset(options={"episode": EPISODES[0]})
@@ -154,3 +167,42 @@ def test_vector_envs_and_tianshou_collectors_keep_the_instruction(benchmark: str
         assert "action_out_of_range_steps" in report["info_keys"]
     finally:
         envs.close()
+
+
+def test_bridge_terminate_on_success_has_its_own_digest_and_ends_at_the_first_success(shared_data: Path) -> None:
+    protocols = simpler_bridge.PROTOCOLS
+    # the published protocols keep their digests
+    assert protocols["vlm4vla"].digest == "d52f9dedc3fc1a4a"
+    assert protocols["vlm4vla_fast"].digest == "6ec05a8cd7176726"
+    rl_protocol = simpler_bridge.BENCHMARK.protocol("vlm4vla_terminate")
+    assert rl_protocol.name == "terminate_on_success" and rl_protocol.success == "first_step"
+    assert rl_protocol.digest not in {p.digest for n, p in protocols.items() if n != "terminate_on_success"}
+    with pytest.raises(ValueError, match="success"):
+        simpler_bridge.BENCHMARK.protocol("fast", success="any_step")
+
+    env = gym.make(
+        "VLA/SimplerBridge-v0",
+        assets_dir=str(shared_data / "bridge"),
+        protocol="fast",
+        protocol_overrides={"success": "first_step", "max_steps": 5},
+    )
+    try:
+        u = env.unwrapped
+        assert u.action_space.high[0] == 1.0 and u.action_space.high[3] == pytest.approx(np.pi / 2)
+        env.reset(options={"task": "carrot_on_plate", "episode_id": 7})
+        state = u.privileged_state()
+        lift = abs(state["target_bbox_size"][2]) / 2 + abs(state["source_bbox_size"][2]) / 2 + 0.01
+        u.teleport_object(state["source_name"], state["target_pose"][:3] + [0.0, 0.0, lift])
+        rewards = []
+        for _ in range(5):
+            action = _noop_action(1)[0]
+            action[0] = 2.0  # outside the declared [-1, 1] m: runs as before (ManiSkill does not clip), counted
+            _, reward, terminated, truncated, info = env.step(action if not rewards else _noop_action(1)[0])
+            rewards.append(reward)
+            if terminated or truncated:
+                break
+        assert terminated and not truncated and info["success"] is True
+        assert sum(rewards) == 1.0 and rewards[-1] == 1.0  # the return of a solved episode is exactly 1
+        assert info["episode_metrics"]["action_out_of_range_steps"] == 1
+    finally:
+        env.close()

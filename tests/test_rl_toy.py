@@ -209,5 +209,7 @@ def test_checker_accepts_the_toy_env_and_names_a_growing_info_value() -> None:
     assert report["steps"] == 3 + 8 and report["returns"] == [1.0, 0.0]
     with pytest.raises(AssertionError, match="steps_so_far"):
         check_vla_env(Bounded(grow=True), episodes=1, reset_options=[{"episode": 11}])
+    unbounded = Bounded()
+    unbounded.action_space = gym.spaces.Box(-np.inf, np.inf, (7,), np.float32)
     with pytest.raises(AssertionError, match="bounded"):
-        check_vla_env(toy_env.ToyEnv(), episodes=1)
+        check_vla_env(unbounded, episodes=1)
