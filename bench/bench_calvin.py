@@ -1,5 +1,6 @@
-"""CALVIN env speed: steps/s with both cameras and with the static camera only (224 output), physics alone,
-reset and construction time, peak RSS. All measured side by side in one process and printed.
+"""CALVIN env speed: steps/s with both cameras (EGL, the default, and TinyRenderer) and with the static camera
+only (224 output), physics alone, reset and construction time, peak RSS. All measured side by side in one
+process and printed.
 
     python bench/bench_calvin.py [--data-dir DIR] [--steps 60] [--resets 5]
 
@@ -65,14 +66,18 @@ def main() -> None:
     args = parser.parse_args()
     both = bench_env("vlm4vla", args.data_dir, args.steps, args.resets)
     static = bench_env("vlm4vla_static", args.data_dir, args.steps, args.resets)
+    tiny = bench_env("tiny", args.data_dir, args.steps, args.resets)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"CALVIN scene D, TinyRenderer, {args.steps} steps per setting, images resized to 224")
-    print(f"  both cameras (static 200 + gripper 84): {both['steps_per_s']:7.1f} steps/s "
-          f"({both['steps_per_s'] / ORIGINAL_STEPS_PER_S:.2f}x the original's ~{ORIGINAL_STEPS_PER_S:.0f})")
+    print(f"CALVIN scene D, {args.steps} steps per setting, images resized to 224")
+    print(f"  both cameras, EGL (default):            {both['steps_per_s']:7.1f} steps/s")
+    print(f"  both cameras, TinyRenderer ('tiny'):    {tiny['steps_per_s']:7.1f} steps/s "
+          f"(EGL/tiny {both['steps_per_s'] / tiny['steps_per_s']:.2f}x; the original on TinyRenderer: "
+          f"~{ORIGINAL_STEPS_PER_S:.0f})")
     print(f"  static camera only:                     {static['steps_per_s']:7.1f} steps/s "
           f"({static['steps_per_s'] / both['steps_per_s']:.2f}x both cameras)")
     print(f"  physics only (no render, no check):     {both['physics_steps_per_s']:7.1f} steps/s")
-    print(f"  reset (rebuild + reset step + render):  {both['reset_s'] * 1000:7.0f} ms (median of {args.resets})")
+    print(f"  reset (new client + EGL, rebuild, render): {both['reset_s'] * 1000:4.0f} ms (median of {args.resets}; "
+          f"tiny: {tiny['reset_s'] * 1000:.0f} ms)")
     print(f"  construct (gym.make):                   {both['construct_s']:7.2f} s")
     print(f"  peak RSS:                               {rss_mb:7.0f} MB")
 

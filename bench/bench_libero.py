@@ -31,7 +31,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=120, help="policy steps per env")
     parser.add_argument("--block", type=int, default=10, help="steps per interleaved timing block")
     parser.add_argument("--resets", type=int, default=3, help="timed reset-to-episode calls")
-    parser.add_argument("--protocol", default="vlm4vla")
+    parser.add_argument(
+        "--protocol",
+        default="openvla",
+        choices=["openvla", "openpi"],
+        help="a 10-no-ops-first protocol: the raw env below replays that loop (not the paper's interleaved one)",
+    )
     args = parser.parse_args()
 
     import gymnasium as gym

@@ -60,13 +60,15 @@ class ChunkExecutor:
             raise AgentOutputError(f"agent returned {type(chunks).__name__}, not an array") from exc
         numeric = np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
         if arr.dtype == np.bool_ or not numeric:
-            raise AgentOutputError(f"agent returned dtype {arr.dtype}; expected float32 actions")
+            raise AgentOutputError(f"agent returned dtype {arr.dtype}; expected float actions")
         if arr.ndim != 3 or arr.shape[0] != len(env_ids) or arr.shape[1] < 1 or arr.shape[2] != ACTION_DIM:
             raise AgentOutputError(
                 f"agent returned shape {arr.shape}; expected ({len(env_ids)}, chunk >= 1, {ACTION_DIM}) "
                 f"for a batch of {len(env_ids)} envs"
             )
-        arr = arr.astype(np.float32)
+        # Kept in float64 (exact for float32 input): LIBERO's published loops hand robosuite float64 values,
+        # and each env casts to what its original receives.
+        arr = arr.astype(np.float64)
         bad: dict[int, str] = {}
         for row, env_id in enumerate(env_ids):
             executed = arr[row, : self.execute_steps]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -11,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.runner import Runner, make_runner
 from harness.workers import EnvSpec
-from policies.base import Agent
+from policies.base import Agent, needs_native_image_on
 from tasks import registry
 from tasks.plan import EpisodeKey, select
 from tasks.protocol import Protocol
@@ -25,7 +26,7 @@ class RunSpec:
     protocol: Protocol
     plan: list[EpisodeKey]  # every episode of the protocol
     episodes: list[EpisodeKey]  # the ones this run asks for (tasks / episodes_per_task / episodes)
-    env: EnvSpec
+    env: EnvSpec  # its kwargs: the configured ones, the protocol and what the agent declares it needs
     env_kwargs: dict[str, Any]  # as configured (JSON-able), without the protocol
 
 
@@ -64,7 +65,10 @@ def resolve(cfg: DictConfig) -> RunSpec:
     if per_task is not None and (not isinstance(per_task, int) or isinstance(per_task, bool)):
         raise ValueError(f"episodes_per_task must be an int, got {per_task!r}")
     explicit = _int_list("episodes", cfg.get("episodes"))
-    episodes = select(plan, tasks=tasks, episodes_per_task=per_task, episodes=explicit)
+    start = cfg.get("episodes_from")
+    if start is not None and (not isinstance(start, int) or isinstance(start, bool)):
+        raise ValueError(f"episodes_from must be an int, got {start!r}")
+    episodes = select(plan, tasks=tasks, episodes_per_task=per_task, episodes=explicit, episodes_from=start)
     if not episodes:
         raise ValueError("the selection (tasks / episodes_per_task / episodes) keeps no episode of the plan")
 
@@ -75,13 +79,68 @@ def resolve(cfg: DictConfig) -> RunSpec:
     entry_point = None
     if env_cfg.id in gym.registry and isinstance(gym.registry[env_cfg.id].entry_point, str):
         entry_point = gym.registry[env_cfg.id].entry_point
+    needed = agent_env_kwargs(_container(cfg.get("policy")), env_cfg.benchmark, env_cfg.id, kwargs)
     env = EnvSpec(
         env_id=env_cfg.id,
-        kwargs={**kwargs, "protocol": protocol},
+        kwargs={**kwargs, **needed, "protocol": protocol},
         entry_point=entry_point,
         protocol_digest=protocol.digest,
     )
     return RunSpec(env_cfg.benchmark, protocol, plan, episodes, env, kwargs)
+
+
+def agent_env_kwargs(
+    policy: Mapping[str, Any] | None, benchmark: str, env_id: str, configured: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The env kwargs the policy's agent class declares it needs (``Agent.needs_native_image``), read from the
+    class without building the agent. Raises ``ValueError`` when the env cannot give them or the config
+    turns them off."""
+    if not policy or "_target_" not in policy:
+        return {}
+    from hydra.utils import get_class
+
+    try:
+        agent_class = get_class(str(policy["_target_"]))
+    except Exception as exc:
+        raise ValueError(
+            f"cannot import the policy class {policy['_target_']!r} to read what it needs from the env: {exc}"
+        ) from exc
+    if not (isinstance(agent_class, type) and issubclass(agent_class, Agent)):
+        return {}  # build_agent refuses it with its own error
+    needed: dict[str, Any] = {}
+    if needs_native_image_on(agent_class, benchmark):
+        if configured.get("native_image", True) is not True:
+            raise ValueError(
+                f"{agent_class.__name__} needs obs['image_native'] on {benchmark} (needs_native_image), but the "
+                f"config sets env.kwargs.native_image={configured['native_image']!r}; drop that override"
+            )
+        if not _env_accepts(env_id, "native_image"):
+            raise ValueError(
+                f"{agent_class.__name__} needs obs['image_native'] (needs_native_image) but {env_id} cannot give "
+                f"it (its constructor has no native_image option); run it on an env that renders a native image "
+                f"(VLA/LiberoLong-v0) or declare needs_native_image only for the benchmarks that have one"
+            )
+        needed["native_image"] = True
+    return needed
+
+
+def _env_accepts(env_id: str, kwarg: str) -> bool:
+    """Whether the registered env's constructor takes ``kwarg`` (True when it cannot be told: not registered,
+    or a constructor taking ``**kwargs``)."""
+    if env_id not in gym.registry:
+        return True
+    entry_point = gym.registry[env_id].entry_point
+    creator: Callable[..., Any] | None
+    if isinstance(entry_point, str):
+        from gymnasium.envs.registration import load_env_creator
+
+        creator = load_env_creator(entry_point)
+    else:
+        creator = entry_point
+    if creator is None:
+        return True
+    parameters = inspect.signature(creator).parameters.values()
+    return any(p.name == kwarg or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def run_info(spec: RunSpec, policy: Mapping[str, Any], seed: int, checkpoint: str | None = None) -> dict[str, Any]:

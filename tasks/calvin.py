@@ -28,6 +28,14 @@ Protocols:
 
 How many actions of a predicted chunk run open-loop is the policy's own setting (``Agent.execute_steps``,
 recorded with the policy in every results file), not a protocol field: the benchmark runs whatever it is sent.
+
+Single-task episodes (any protocol): the field ``tasks`` (empty by default: chains) names tasks such as
+``("lift_red_block_table",)``. Episode k is then one task alone, started from chain k's initial scene: the first
+of ``tasks`` that applies there (CALVIN's symbolic preconditions, e.g. the red block lies on the table), ending
+at its success or after ``max_steps_per_subtask`` steps. Chains where none applies are not in the plan, so
+``episodes_per_task`` / ``episodes`` select among valid scenes only. Computed without the chains file: chain k's
+initial condition follows from CALVIN's shuffle of conditions (``vla_gym.calvin.sequences.chain_slots``).
+The field enters the digest only when set, so the chain protocols keep their digests.
 """
 
 from __future__ import annotations
@@ -118,8 +126,13 @@ class CalvinProtocol(Protocol):
     action_dtype: str = "float32"  # the relative-action arithmetic (the published loops send float32 arrays)
     control_freq: int = 30
     physics: str = "pybullet==3.2.7 calvin_env@1431a46 physics"
+    tasks: tuple[str, ...] = ()  # single-task episodes (see the module docstring); () = chains
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        unknown_tasks = [t for t in self.tasks if t not in INSTRUCTIONS]
+        if unknown_tasks:
+            raise ValueError(f"protocol field tasks names unknown CALVIN task(s) {unknown_tasks}")
         for field in ("num_chains", "max_steps_per_subtask", "static_size", "gripper_size", "image_size"):
             if getattr(self, field) < 1:
                 raise ValueError(f"protocol field {field} must be >= 1, got {getattr(self, field)}")
@@ -147,6 +160,12 @@ class CalvinProtocol(Protocol):
         if self.success != "any_step" or self.scene != "D" or self.control_freq != 30:
             raise ValueError("only scene 'D', success 'any_step' and control_freq 30 are supported")
 
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if not self.tasks:  # added after the chain protocols' digests were published: left out when unused
+            del data["tasks"]
+        return data
+
 
 PROTOCOLS: dict[str, CalvinProtocol] = {
     "vlm4vla": CalvinProtocol(),
@@ -167,10 +186,40 @@ class CalvinBenchmark:
         return pick_protocol(NAME, PROTOCOLS, name, DEFAULT_PROTOCOL, overrides)  # type: ignore[return-value]
 
     def episode_plan(self, protocol: Protocol) -> list[EpisodeKey]:
-        """Chain k is episode k (``task_index`` 0, ``task`` "chain", ``within_task`` k)."""
+        """Chain k is episode k (``task_index`` 0, ``task`` "chain", ``within_task`` k). With single-task
+        episodes (``protocol.tasks``): episode k (``within_task`` k) for each chain k whose initial scene one
+        of the tasks applies to, ``task`` and ``task_index`` (into :data:`TASK_NAMES`) naming it."""
         if not isinstance(protocol, CalvinProtocol):
             raise TypeError(f"expected a CalvinProtocol, got {type(protocol).__name__}")
-        return [EpisodeKey(index=k, task_index=0, task=CHAIN_TASK, within_task=k) for k in range(protocol.num_chains)]
+        if not protocol.tasks:
+            return [
+                EpisodeKey(index=k, task_index=0, task=CHAIN_TASK, within_task=k) for k in range(protocol.num_chains)
+            ]
+        conditions = chain_conditions(protocol.num_chains)
+        plan = []
+        for k, condition in enumerate(conditions):
+            task = single_task_for(condition, protocol.tasks)
+            if task is not None:
+                plan.append(EpisodeKey(index=k, task_index=TASK_NAMES.index(task), task=task, within_task=k))
+        return plan
+
+
+def chain_conditions(num: int = NUM_CHAINS) -> list[dict[str, Any]]:
+    """The initial conditions of the first ``num`` evaluation chains (without drawing their tasks)."""
+    from vla_gym.calvin.sequences import chain_slots, initial_conditions
+
+    conditions = initial_conditions()
+    return [dict(conditions[c]) for c, _ in chain_slots(NUM_CHAINS)[:num]]
+
+
+def single_task_for(condition: dict[str, Any], tasks: tuple[str, ...] | list[str]) -> str | None:
+    """The first of ``tasks`` that applies (in exactly one way) in the initial ``condition``, else None."""
+    from vla_gym.calvin.sequences import successors
+
+    for task in tasks:
+        if len(successors(condition, task)) == 1:
+            return task
+    return None
 
 
 BENCHMARK = CalvinBenchmark()

@@ -1,17 +1,33 @@
 """LIBERO-Long (LIBERO-10): its ten tasks, its protocols and its episode plan. Imports no simulator.
 
-Protocols:
+Every protocol renders agentview + wrist at ``render_size``, rotates both 180 degrees to upright and resizes
+them to 224 with area interpolation (``image``, ``wrist_image``); a policy that does its own preprocessing of
+the render (a crop, another resize) reads ``image_native``. 50 init states per task; success = the first
+policy step at which every BDDL goal predicate holds (the episode terminates there). The settle no-op is
+``[0, 0, 0, 0, 0, 0, -1]`` (LIBERO's sign: gripper open). Actions reach robosuite as a list of Python floats
+(``action.tolist()``), as in all three published loops.
 
-- ``vlm4vla`` (default): agentview + wrist cameras rendered at 256x256, rotated 180 degrees to upright and
-  resized to 224 with area interpolation; 10 settle no-ops ``[0, 0, 0, 0, 0, 0, -1]`` (LIBERO's sign: gripper
-  open) after the init state is set, not counted; then at most 520 policy steps; 50 init states per task;
-  success = the first step at which every BDDL goal predicate holds (the episode terminates there).
-- ``vlm4vla_paper``: the paper's own evaluation loop step for step. Its wait branch has no ``continue``, so a
-  single counter runs to ``max_steps + settle_steps`` (530) and, while it is below ``settle_steps``, every
-  policy step is preceded by a no-op that also advances the counter: 5 no-ops interleaved before policy steps
-  1..5, then up to 520 more policy steps (525 in all); a no-op's own success is not checked.
-- ``vlm4vla_fast``: like ``vlm4vla`` but rendered straight at 224 (no resize). Scores are not comparable with
-  the 256-render protocols (different digest).
+Protocols (the published loop each one replays, step for step, on the simulator side):
+
+- ``vlm4vla`` (default): the VLM4VLA paper's evaluation loop, ``run_libero_eval_single_episode`` in
+  ``eval/libero/libero_evaluator.py`` of github.com/CladernyJorn/VLM4VLA (lines 39-55). Its wait branch has
+  no ``continue``, so one counter runs to ``max_steps + num_steps_wait`` (520 + 10) and, while it is below 10,
+  every policy step is preceded by a no-op that also advances it: 5 no-ops, one before each of policy steps
+  1..5, then policy steps up to 525 in all. Only a policy step's ``done`` is read. The no-op is the Python
+  list ``[0, 0, 0, 0, 0, 0, -1]`` (ints); ``env.seed(0)`` after building the env (fixture seed 0).
+- ``vlm4vla_fast``: ``vlm4vla`` rendered straight at 224 (no resize). Not comparable with the 256-render
+  protocols (different digest).
+- ``openvla``: OpenVLA's ``experiments/robot/libero/run_libero_eval.py`` (github.com/openvla/openvla,
+  ``eval_libero``: the ``while t < max_steps + cfg.num_steps_wait`` loop): 10 no-ops first (the wait branch
+  ends in ``continue``), then at most 520 policy steps. The no-op is ``get_libero_dummy_action`` of its
+  ``libero_utils.py``, ``[0, 0, 0, 0, 0, 0, -1]`` (ints), and ``get_libero_env`` calls ``env.seed(0)``.
+- ``openpi``: openpi's ``examples/libero/main.py`` (github.com/Physical-Intelligence/openpi, ``eval_libero``):
+  the same 10-then-520 loop, but its no-op is ``LIBERO_DUMMY_ACTION = [0.0] * 6 + [-1.0]`` (floats) and
+  ``_get_libero_env`` calls ``env.seed(args.seed)`` with the default seed 7 (fixture seed 7: its fixtures
+  sit elsewhere than OpenVLA's).
+
+``vlm4vla_paper`` is an alias of ``vlm4vla`` (the same loop; earlier versions used that name for it while
+``vlm4vla`` was the 10-then-520 loop, now ``openvla``).
 """
 
 from __future__ import annotations
@@ -42,6 +58,9 @@ TASK_NAMES: tuple[str, ...] = (
 INIT_STATES_PER_FILE = 50  # each task's .pruned_init file holds 50 init states
 
 SETTLE_MODES = ("before", "interleaved")
+ACTION_DTYPES = ("float64", "float32")
+PAPER_NOOP: tuple[float, ...] = (0, 0, 0, 0, 0, 0, -1)  # the paper's and OpenVLA's no-op: Python ints
+OPENPI_NOOP: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0)  # openpi's: Python floats
 RESIZE_INTERPOLATIONS = ("area", "linear", "cubic", "lanczos")
 
 
@@ -59,10 +78,15 @@ class LiberoLongProtocol(Protocol):
     benchmark: str = NAME
     name: str = "vlm4vla"
     suite: str = SUITE
-    max_steps: int = 520  # policy steps (settle no-ops excluded, except as `settle_mode` says)
-    settle_steps: int = 10
-    settle_mode: str = "before"  # "before": all no-ops first; "interleaved": the paper's loop
-    settle_action: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0)  # LIBERO's sign: -1 = open
+    max_steps: int = 520  # the published loops' max_steps (policy steps; see `settle_mode` for how no-ops count)
+    settle_steps: int = 10  # the published loops' num_steps_wait
+    # "before": all no-ops first, not counted (OpenVLA, openpi); "interleaved": the VLM4VLA paper's loop
+    settle_mode: str = "interleaved"
+    # LIBERO's sign (-1 = open), passed to robosuite as a list of these Python numbers (ints or floats)
+    settle_action: tuple[float, ...] = PAPER_NOOP
+    # precision of the values handed to robosuite (always as a list of Python floats, like the published
+    # loops' ``action.tolist()``): "float64" passes the agent's values as they are; "float32" rounds them first
+    action_dtype: str = "float64"
     init_states_per_task: int = 50
     cameras: tuple[str, ...] = ("agentview", "robot0_eye_in_hand")
     render_size: int = 256
@@ -71,7 +95,7 @@ class LiberoLongProtocol(Protocol):
     image_rotation: int = 180  # LIBERO renders upside down; both cameras are rotated to upright
     controller: str = "OSC_POSE"
     control_freq: int = 20
-    fixture_seed: int = 0  # numpy's global RNG is seeded with this before every hard reset
+    fixture_seed: int = 0  # numpy's global RNG is seeded with this before every hard reset (the loop's env.seed)
     hard_reset: bool = True
     success: str = "first_step"  # terminate at the first step where all goal predicates hold
     simulator: str = "hf-libero==0.1.4 robosuite==1.4.0 mujoco==3.8.1"
@@ -92,8 +116,13 @@ class LiberoLongProtocol(Protocol):
             raise ValueError(
                 f"init_states_per_task must be in 1..{INIT_STATES_PER_FILE}, got {self.init_states_per_task}"
             )
-        if len(self.settle_action) != 7:
-            raise ValueError(f"settle_action must have 7 values, got {len(self.settle_action)}")
+        if len(self.settle_action) != 7 or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in self.settle_action
+        ):
+            raise ValueError(f"settle_action must be 7 ints or floats, got {self.settle_action!r}")
+        object.__setattr__(self, "settle_action", tuple(self.settle_action))  # a list from a config, too
+        if self.action_dtype not in ACTION_DTYPES:
+            raise ValueError(f"action_dtype must be one of {ACTION_DTYPES}, got {self.action_dtype!r}")
         if self.image_rotation not in (0, 180):
             raise ValueError(f"image_rotation must be 0 or 180, got {self.image_rotation}")
         if not self.hard_reset:
@@ -120,9 +149,11 @@ def interleaved_noops(settle_steps: int) -> int:
 
 PROTOCOLS: dict[str, LiberoLongProtocol] = {
     "vlm4vla": LiberoLongProtocol(),
-    "vlm4vla_paper": LiberoLongProtocol(name="vlm4vla_paper", settle_mode="interleaved"),
     "vlm4vla_fast": LiberoLongProtocol(name="vlm4vla_fast", render_size=224),
+    "openvla": LiberoLongProtocol(name="openvla", settle_mode="before"),
+    "openpi": LiberoLongProtocol(name="openpi", settle_mode="before", settle_action=OPENPI_NOOP, fixture_seed=7),
 }
+ALIASES = {"vlm4vla_paper": "vlm4vla"}
 DEFAULT_PROTOCOL = "vlm4vla"
 
 
@@ -132,7 +163,7 @@ class LiberoLongBenchmark:
     task_names = TASK_NAMES
 
     def protocol(self, name: str | None = None, **overrides: Any) -> LiberoLongProtocol:
-        return pick_protocol(NAME, PROTOCOLS, name, DEFAULT_PROTOCOL, overrides)  # type: ignore[return-value]
+        return pick_protocol(NAME, PROTOCOLS, name, DEFAULT_PROTOCOL, overrides, ALIASES)  # type: ignore[return-value]
 
     def episode_plan(self, protocol: Protocol) -> list[EpisodeKey]:
         """Task k // n, init state k % n, with n = ``protocol.init_states_per_task`` (50 by default)."""

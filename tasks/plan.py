@@ -31,14 +31,18 @@ def select(
     tasks: Sequence[int | str] | None = None,
     episodes_per_task: int | None = None,
     episodes: Sequence[int] | None = None,
+    episodes_from: int | None = None,
 ) -> list[EpisodeKey]:
     """A subset of ``plan`` for quick runs; each kept episode stays exactly the protocol's episode.
 
-    ``tasks`` keeps tasks by index or name, ``episodes_per_task`` keeps the first n of each task,
+    ``tasks`` keeps tasks by index or name, ``episodes_from`` keeps episode indices >= it (e.g. held-out
+    episodes after those a policy was trained on), ``episodes_per_task`` then keeps the first n of each task,
     ``episodes`` keeps explicit episode indices (in plan order). Unknown values raise ``KeyError``.
     """
     by_index = {key.index: key for key in plan}
     chosen = list(plan)
+    if episodes_from is not None:
+        chosen = [key for key in chosen if key.index >= episodes_from]
     if tasks is not None:
         names = {key.task for key in plan}
         indices = {key.task_index for key in plan}

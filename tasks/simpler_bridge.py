@@ -6,7 +6,8 @@ Protocols:
 - ``vlm4vla`` (default): the 3rd-person camera rendered at 640x480 (Logitech C920 intrinsics), green-screened
   onto the real photo of the scene, then resized to 224x224 with area interpolation (OpenCV ``INTER_AREA``);
   60 steps per episode (120 for the eggplant), no early termination; success = the flag at the final step;
-  24 episodes per task (``episode_id`` 0..23, the original SimplerEnv layouts).
+  24 episodes per task (``episode_id`` 0..23, the original SimplerEnv layouts); every episode starts from a
+  freshly built scene, as a newly made ManiSkill3 env (what the VLM4VLA code does for every episode).
 - ``vlm4vla_fast``: like ``vlm4vla`` but rendered straight at 224x224 with the intrinsics scaled by 224/640
   and 224/480 (same field of view; the green-screen photo is resized to 224 too). Not comparable with the
   default (different digest).
@@ -66,9 +67,12 @@ class SimplerBridgeProtocol(Protocol):
     # the first step with the flag set
     success: str = "final_step"
     consecutive_grasp_steps: int = 5  # "grasped_consecutive": the source object held this many steps in a row
-    eggplant_layouts: str = (
-        "simpler_8x3"  # 8 positions x yaws (0, +45, -45 deg) as in the original SimplerEnv
-    )
+    # "simpler_8x3": SimplerEnv's 8 positions x bare yaws (0, +45, -45 deg), dropped and settled as SimplerEnv
+    # does; "maniskill3_8x8": ManiSkill3's 8 positions x 8 tilted resting poses and its settling
+    eggplant_layouts: str = "simpler_8x3"
+    # "fresh_scene": every episode starts from a PhysX scene built as gym.make builds ManiSkill's env (the
+    # construction reset with seed 2022 included), so episode k never depends on what ran before
+    episode_start: str = "fresh_scene"
     rotation_input: str = "euler_xyz"  # contract rotation: roll/pitch/yaw deltas, converted to axis-angle
     control_freq: int = 5
     sim_freq: int = 500
@@ -90,6 +94,8 @@ class SimplerBridgeProtocol(Protocol):
             raise ValueError(
                 f"eggplant_layouts must be 'simpler_8x3' or 'maniskill3_8x8', got {self.eggplant_layouts!r}"
             )
+        if self.episode_start != "fresh_scene":
+            raise ValueError(f"episode_start must be 'fresh_scene', got {self.episode_start!r}")
         if self.rotation_input != "euler_xyz":
             raise ValueError(f"rotation_input must be 'euler_xyz', got {self.rotation_input!r}")
         if (self.control_freq, self.sim_freq) != (5, 500):

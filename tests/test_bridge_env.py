@@ -88,7 +88,10 @@ def test_task_builds_resets_to_layouts_and_steps(env: gym.Env, task: str) -> Non
             if name == "dummy_sink_target_plane":
                 continue  # the invisible target plane drops into the basket from above
             got = state["object_poses"][name][:2]
-            assert np.linalg.norm(got - expected[name][0][:2]) < 0.02, (task, episode_id, name, got)
+            # the eggplant, dropped with SimplerEnv's bare-yaw orientations, rolls up to ~8 cm once its
+            # rotation is unlocked; the other objects drop close to rest
+            tol = 0.09 if task == "eggplant_in_basket" else 0.02
+            assert np.linalg.norm(got - expected[name][0][:2]) < tol, (task, episode_id, name, got)
     # the plan index reaches the same layout
     k = TASK_NAMES.index(task) * 24 + 23
     _, info = env.reset(options={"episode": k})

@@ -13,7 +13,7 @@ from tasks.registry import get_benchmark
 from tasks.simpler_bridge import TASK_NAMES
 from vla_gym.bridge import assets as bridge_assets
 from vla_gym.bridge import vulkan
-from vla_gym.bridge.layouts import LAYOUTS
+from vla_gym.bridge.layouts import EGGPLANT_MANISKILL3, LAYOUTS
 from vla_gym.bridge.rotation import euler_xyz_to_axis_angle, quat_to_euler_xyz
 
 
@@ -65,12 +65,18 @@ def test_layouts_match_simpler_env() -> None:
     assert carrot.indices(5) == (2, 1)
     stack = LAYOUTS["stack_cube"]
     np.testing.assert_allclose(stack.pose(12)[stack.source][0][:2], [-0.26, -0.1])  # second, larger square
-    # eggplant: 3 orientations differing only by yaw 0, +45, -45 deg about the vertical
+    # eggplant: SimplerEnv's euler2quat(0, 0, yaw) for yaw 0, +45, -45 deg (the mesh's own frame, no tilt);
+    # the target plane untilted; positions on SimplerEnv's 2 x 4 grid around (-0.105, 0.206)
     egg = LAYOUTS["eggplant_in_basket"]
-    base = Rotation.from_quat(egg.quats[0, 0], scalar_first=True)
-    for i, yaw in ((1, 45.0), (2, -45.0)):
-        rel = Rotation.from_quat(egg.quats[i, 0], scalar_first=True) * base.inv()
-        np.testing.assert_allclose(rel.as_rotvec(), [0, 0, np.radians(yaw)], atol=1e-9)
+    for i, yaw in enumerate((0.0, 45.0, -45.0)):
+        np.testing.assert_array_equal(egg.quats[i, 0], [np.cos(np.radians(yaw) / 2), 0, 0, np.sin(np.radians(yaw) / 2)])
+        np.testing.assert_array_equal(egg.quats[i, 1], [1, 0, 0, 0])
+    np.testing.assert_allclose(egg.xyz[:, 0, :2].min(axis=0), [-0.115, 0.191])
+    np.testing.assert_allclose(egg.xyz[:, 0, :2].max(axis=0), [-0.095, 0.221])
+    np.testing.assert_allclose(egg.xyz[:, 1, :2], np.tile([-0.125, 0.025], (8, 1)))
+    # ManiSkill3's own eggplant layouts: same positions, its 8 tilted orientations (64 ids)
+    assert EGGPLANT_MANISKILL3.count == 64
+    np.testing.assert_array_equal(EGGPLANT_MANISKILL3.xyz[:, 0, :2], egg.xyz[:, 0, :2])
     assert egg.indices(4) == (1, 1)
     with pytest.raises(ValueError, match="episode_id"):
         egg.indices(-1)

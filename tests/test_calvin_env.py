@@ -209,3 +209,52 @@ def test_check_env_contract(calvin_dir: Path) -> None:
         check_env(env.unwrapped, skip_render_check=True)
     finally:
         env.close()
+
+
+def _reset_in_child(data_dir: str, queue) -> None:  # noqa: ANN001 - a multiprocessing queue
+    env = gym.make("VLA/Calvin-v0", data_dir=data_dir, protocol="vlm4vla_static")
+    try:
+        env.reset(options={"episode": 0})
+        queue.put("reset")
+    except Exception as exc:  # noqa: BLE001 - the error is what the test reads
+        queue.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_egl_is_not_started_by_construction_and_a_forked_child_is_told_why_it_cannot_render(calvin_dir) -> None:
+    """gymnasium's AsyncVectorEnv builds an env in the parent and then forks: construction must not start EGL.
+    A child forked after the parent rendered gets a clear error instead of hanging."""
+    import multiprocessing
+
+    from vla_gym.calvin import world as world_module
+
+    ctx = multiprocessing.get_context("fork")
+    env = gym.make("VLA/Calvin-v0", data_dir=str(calvin_dir), protocol="vlm4vla_static")
+    assert env.unwrapped._world is None  # nothing rendered, no EGL context yet
+    queue = ctx.Queue()
+    env.reset(options={"episode": 0})
+    assert world_module._EGL_PID is not None
+    child = ctx.Process(target=_reset_in_child, args=(str(calvin_dir), queue))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+    message = queue.get(timeout=5)
+    assert message.startswith("EGLUnavailableError") and "spawn" in message
+    env.close()
+
+
+def test_cameras_off_changes_nothing_but_the_images(calvin_dir) -> None:
+    rng = np.random.default_rng(3)
+    actions = rng.uniform(-1, 1, size=(12, 7)).astype(np.float32)
+    actions[:, 6] = 1.0
+    states = []
+    for render in (True, False):
+        env = gym.make("VLA/Calvin-v0", data_dir=str(calvin_dir), protocol="vlm4vla_static", render_cameras=render)
+        obs, _ = env.reset(options={"episode": 5})
+        assert obs["image"].any() == render
+        for action in actions:
+            obs, *_ = env.step(action)
+        assert obs["image"].shape == (224, 224, 3) and obs["image"].any() == render
+        states.append(env.unwrapped.privileged_state()["scene_obs"].tolist()
+                      + env.unwrapped.privileged_state()["robot_obs"].tolist())
+        env.close()
+    assert states[0] == states[1]

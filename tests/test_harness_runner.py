@@ -95,7 +95,7 @@ def test_chunk_executor_validates_agent_output() -> None:
     bad = chunks.push([0, 2], np.stack([np.ones((4, 7)), np.full((4, 7), np.nan)]))
     assert list(bad) == [2] and "non-finite" in bad[2]
     assert chunks.needs_action([0, 1, 2]) == [1, 2]
-    assert chunks.pop(0).shape == (7,) and chunks.pop(0).dtype == np.float32
+    assert chunks.pop(0).shape == (7,) and chunks.pop(0).dtype == np.float64  # exact to the env
     assert chunks.needs_action([0]) == [0]  # only execute_steps of the 4 were queued
     chunks.push([1], np.ones((1, 1, 7)))  # a chunk shorter than execute_steps runs what it has
     chunks.flush([1])

@@ -5,6 +5,7 @@ The default run builds a handful of envs and takes a few dozen rendered steps; l
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -24,7 +25,8 @@ from vla_gym.libero.assets import import_libero, resolve_assets
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_TASK = 3  # the cabinet: a fixture LIBERO's hard reset re-places
-PAPER_NOOP = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0]
+PAPER_NOOP = [0, 0, 0, 0, 0, 0, -1]  # the VLM4VLA paper's and OpenVLA's no-op: a list of Python ints
+OPENPI_NOOP = [0.0] * 6 + [-1.0]  # openpi's LIBERO_DUMMY_ACTION
 
 
 def _actions(n: int, seed: int = 0) -> np.ndarray:
@@ -89,37 +91,46 @@ def paper_init_states(cache):
     return torch.load(path, weights_only=False)
 
 
-def _paper_episode_start(raw, init_state: np.ndarray):
-    raw.seed(0)  # the paper seeds once, right after building: this is its first trial of the task
+def _paper_episode_start(raw, init_state: np.ndarray, seed: int = 0):
+    raw.seed(seed)  # the published loops seed once, right after building: this is their first trial of the task
     raw.reset()
     return raw.set_init_state(init_state)
 
 
+def _libero_action(action: np.ndarray) -> list[float]:
+    """A contract action as the published loops hand it to LIBERO: ``action.tolist()``, gripper -1 = open."""
+    native = np.asarray(action, dtype=np.float64).copy()
+    native[6] = -native[6]
+    return native.tolist()
+
+
 def test_fidelity_to_hf_libero(env, paper_env, paper_init_states):
+    """The default protocol against hf-libero's OffScreenRenderEnv driven by the VLM4VLA paper's loop: a no-op
+    before each of the first five policy steps; state, images and proprio bitwise equal at every step."""
     init_state = 7
     obs, info = env.reset(seed=0, options={"task": FIXTURE_TASK, "init_state": init_state})
     raw_obs = _paper_episode_start(paper_env, paper_init_states[init_state])
-    for _ in range(10):  # OpenVLA/openpi-style settle: 10 no-ops first
-        raw_obs, _, _, _ = paper_env.step(PAPER_NOOP)
     assert info["episode"] == FIXTURE_TASK * 50 + init_state and info["success"] is False
-    _assert_same_state(env.unwrapped.sim_snapshot(), _sim_state(paper_env))
-    assert np.array_equal(obs["image"], _contract_image(raw_obs["agentview_image"]))
-    assert np.array_equal(obs["wrist_image"], _contract_image(raw_obs["robot0_eye_in_hand_image"]))
-    assert np.array_equal(obs["image_native"], raw_obs["agentview_image"][::-1, ::-1])
-
-    for action in _actions(6):
-        obs, reward, terminated, truncated, info = env.step(action)
-        native = action.astype(np.float64)
-        native[6] = -native[6]  # contract +1 open -> LIBERO -1 open
-        raw_obs, raw_reward, done, _ = paper_env.step(native.tolist())
-        assert terminated == bool(done) == info["success"] and reward == raw_reward and not truncated
+    timestep = 0
+    for action in _actions(7):  # the paper's loop, unrolled: policy steps 1..7
+        if timestep < 10:
+            raw_obs, _, _, _ = paper_env.step(PAPER_NOOP)
+            timestep += 1
+        # what the policy sees before its step
         _assert_same_state(env.unwrapped.sim_snapshot(), _sim_state(paper_env))
         assert np.array_equal(obs["image"], _contract_image(raw_obs["agentview_image"]))
         assert np.array_equal(obs["wrist_image"], _contract_image(raw_obs["robot0_eye_in_hand_image"]))
+        assert np.array_equal(obs["image_native"], raw_obs["agentview_image"][::-1, ::-1])
         proprio = obs["proprio"]
         assert proprio.dtype == np.float32 and proprio.shape == (8,)
         assert np.array_equal(proprio[:3], raw_obs["robot0_eef_pos"].astype(np.float32))
         assert np.array_equal(proprio[6:], raw_obs["robot0_gripper_qpos"].astype(np.float32))
+
+        obs, reward, terminated, truncated, info = env.step(action)
+        raw_obs, raw_reward, done, _ = paper_env.step(_libero_action(action))
+        timestep += 1
+        assert terminated == bool(done) == info["success"] and reward == raw_reward and not truncated
+    assert timestep == 12 and info["policy_steps"] == 7  # 5 no-ops, 7 policy steps
     assert env.unwrapped.privileged_state()["success"] == bool(paper_env.check_success())
 
     # hf-libero's own second trial, even re-seeded, re-places the cabinet elsewhere: its resets depend on the
@@ -130,12 +141,41 @@ def test_fidelity_to_hf_libero(env, paper_env, paper_init_states):
     assert not np.array_equal(pinned, _sim_state(paper_env)["body_pos"])
 
 
+@pytest.mark.parametrize(("protocol", "seed", "noop"), [("openvla", 0, PAPER_NOOP), ("openpi", 7, OPENPI_NOOP)])
+def test_openvla_and_openpi_loops_are_reproduced(cache, paper_env, paper_init_states, protocol, seed, noop):
+    """10 no-ops first (the wait branch ends in `continue`), then the policy; each with its own env.seed."""
+    init_state, policy_steps = 2, 3
+    env = gym.make(
+        "VLA/LiberoLong-v0", protocol=protocol, protocol_overrides={"max_steps": policy_steps}, cache_dir=cache
+    )
+    actions = _actions(policy_steps, seed=4)
+    raw_obs = _paper_episode_start(paper_env, paper_init_states[init_state], seed)
+    try:
+        obs, _ = env.reset(options={"task": FIXTURE_TASK, "init_state": init_state})
+        t = 0
+        while t < policy_steps + 10:  # the loop of both examples
+            if t < 10:
+                raw_obs, _, _, _ = paper_env.step(noop)
+                t += 1
+                continue
+            _assert_same_state(env.unwrapped.sim_snapshot(), _sim_state(paper_env))
+            assert np.array_equal(obs["image"], _contract_image(raw_obs["agentview_image"]))
+            action = actions[t - 10]
+            obs, _, terminated, truncated, info = env.step(action)
+            raw_obs, _, done, _ = paper_env.step(_libero_action(action))
+            assert terminated == bool(done)
+            t += 1
+        assert truncated and info["episode_metrics"]["settle_steps"] == 10
+        _assert_same_state(env.unwrapped.sim_snapshot(), _sim_state(paper_env))
+    finally:
+        env.close()
+
+
 def test_paper_interleaved_loop_is_reproduced(cache, paper_env, paper_init_states):
-    """The vlm4vla_paper protocol replays the paper's loop (no `continue` after the wait branch)."""
+    """The default protocol replays the paper's loop (no `continue` after the wait branch) to its end."""
     max_steps, wait, init_state = 3, 4, 1
     env = gym.make(
         "VLA/LiberoLong-v0",
-        protocol="vlm4vla_paper",
         protocol_overrides={"max_steps": max_steps, "settle_steps": wait},
         cache_dir=cache,
     )
@@ -161,9 +201,7 @@ def test_paper_interleaved_loop_is_reproduced(cache, paper_env, paper_init_state
             raw_obs, _, _, _ = paper_env.step(PAPER_NOOP)
             timestep += 1
         theirs.append(_contract_image(raw_obs["agentview_image"]))  # the policy's input
-        native = actions[len(theirs) - 1].astype(np.float64)
-        native[6] = -native[6]
-        raw_obs, _, done, _ = paper_env.step(native.tolist())
+        raw_obs, _, done, _ = paper_env.step(_libero_action(actions[len(theirs) - 1]))
         if done:
             break
         timestep += 1
@@ -173,6 +211,68 @@ def test_paper_interleaved_loop_is_reproduced(cache, paper_env, paper_init_state
     # the policy sees the observation after each interleaved no-op, as the paper's policy did
     for mine, paper in zip(ours, theirs, strict=True):
         assert np.array_equal(mine, paper)
+
+
+class _StepSpy:
+    """Records every argument hf-libero's env.step receives (a copy), then steps."""
+
+    def __init__(self, raw) -> None:
+        self.raw, self.real, self.calls = raw, raw.step, []
+
+    def __enter__(self) -> _StepSpy:
+        def spy(action):
+            self.calls.append(copy.deepcopy(action))
+            return self.real(action)
+
+        self.raw.step = spy
+        return self
+
+    def __exit__(self, *exc) -> None:
+        del self.raw.step  # back to the class's method
+
+
+def _is_list_of(value, kind: type) -> bool:
+    return type(value) is list and len(value) == 7 and all(type(v) is kind for v in value)
+
+
+def test_the_simulator_receives_what_the_paper_loop_passes(env):
+    """vlm4vla: a list of Python ints for each no-op, `action.tolist()` (Python floats at float64 precision,
+    nothing rounded to float32) for each policy step, in the paper's order: no-op before policy steps 1..5."""
+    env.reset(options={"episode": 3})  # builds task 0's simulator
+    # float64 values that float32 cannot hold, as the paper's un-normalised actions are
+    precise = np.array([0.1, -0.2, 0.3, 1e-3 + 1e-12, -0.05, 0.7 + 1e-9, 1.0], dtype=np.float64)
+    assert not np.array_equal(precise.astype(np.float32).astype(np.float64), precise)
+    with _StepSpy(env.unwrapped._raw) as spy:
+        env.reset(options={"episode": 3})
+        for _ in range(6):
+            env.step(precise)
+    kinds = ["noop" if c == PAPER_NOOP and _is_list_of(c, int) else "policy" for c in spy.calls]
+    assert kinds == ["noop", "policy"] * 5 + ["policy"]
+    for call in spy.calls[1::2]:
+        assert _is_list_of(call, float) and call == _libero_action(precise)  # exact: the gripper flip is exact
+    assert spy.calls[1][6] == -1.0  # contract +1 (open) reaches LIBERO as -1 (open)
+
+
+def test_native_actions_and_float32_precision_reach_the_simulator_as_declared(cache):
+    """openpi: float no-ops, 10 first; action_dtype="float32" rounds to float32; native actions pass as given."""
+    native_env = gym.make(
+        "VLA/LiberoLong-v0", protocol="openpi", protocol_overrides={"action_dtype": "float32"},
+        action_mode="native", render_cameras=False, cache_dir=cache,
+    )  # fmt: skip
+    precise = np.array([0.1, -0.2, 0.3, 0.0, 0.0, 1e-9, 1.0], dtype=np.float64)
+    try:
+        native_env.reset(options={"episode": 3})
+        with _StepSpy(native_env.unwrapped._raw) as spy:
+            native_env.reset(options={"episode": 3})
+            native_env.step(precise)
+            native_env.step([0, 0, 0, 0, 0, 0, -1])  # ints are accepted; robosuite gets floats
+    finally:
+        native_env.close()
+    assert spy.calls[:10] == [OPENPI_NOOP] * 10 and all(_is_list_of(c, float) for c in spy.calls[:10])
+    assert _is_list_of(spy.calls[10], float)
+    assert spy.calls[10] == precise.astype(np.float32).astype(np.float64).tolist()  # rounded, gripper as given
+    assert spy.calls[10] != precise.tolist() and spy.calls[10][6] == 1.0
+    assert _is_list_of(spy.calls[11], float) and spy.calls[11] == [0.0] * 6 + [-1.0]
 
 
 def _run_episode(env, episode: int, actions: np.ndarray) -> list:
@@ -227,7 +327,8 @@ def test_contract_observation_info_and_gripper(env):
 
     width = obs["proprio"][6] - obs["proprio"][7]
     close = np.array([0, 0, 0, 0, 0, 0, -1], dtype=np.float32)  # contract: -1 closes
-    for _ in range(4):
+    # the paper's loop re-opens the gripper with a no-op after each of policy steps 1..4: close from step 5 on
+    for _ in range(4 + 5):
         obs, *_ = env.step(close)
     assert obs["proprio"][6] - obs["proprio"][7] < width - 0.01
     obs, *_ = env.step(np.array([0, 0, 0, 0, 0, 0, 1]))  # ints are accepted
@@ -293,7 +394,7 @@ def test_native_action_mode_passes_the_gripper_through(cache):
         obs, _ = native_env.reset(options={"episode": 3})
         width = obs["proprio"][6] - obs["proprio"][7]
         close = np.array([0, 0, 0, 0, 0, 0, 1.0])  # LIBERO's own sign: +1 closes
-        for _ in range(4):
+        for _ in range(4 + 5):  # the first four are undone by the paper loop's interleaved no-ops
             obs, *_ = native_env.step(close)
         assert obs["proprio"][6] - obs["proprio"][7] < width - 0.01
     finally:
@@ -354,18 +455,18 @@ def test_episode_is_the_same_in_a_fresh_process_and_after_other_tasks(cache, env
 
 
 @pytest.mark.slow
-def test_truncates_at_520_policy_steps(cache):
+def test_truncates_at_525_policy_steps(cache):
     env = gym.make("VLA/LiberoLong-v0", cache_dir=cache, protocol="vlm4vla_fast")
     try:
         env.reset(options={"episode": 0})
         hold = np.zeros(7, dtype=np.float32)
         hold[6] = 1.0
-        for step in range(1, 521):
+        for step in range(1, 526):
             _, _, terminated, truncated, info = env.step(hold)
             assert not terminated
-            assert truncated == (step == 520)
+            assert truncated == (step == 525)
         assert info["episode_metrics"] == {
-            "policy_steps": 520, "settle_steps": 10, "success": False, "action_out_of_range_steps": 0,
+            "policy_steps": 525, "settle_steps": 5, "success": False, "action_out_of_range_steps": 0,
         }
         with pytest.raises(contract.EpisodeOverError):
             env.step(hold)

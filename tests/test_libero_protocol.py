@@ -39,22 +39,50 @@ def test_registry_and_default_protocol():
         10,
         520,
     )
-    assert p.settle_mode == "before" and p.settle_action == (0, 0, 0, 0, 0, 0, -1)
-    assert p.max_policy_steps == 520 and p.init_states_per_task == 50
+    # the VLM4VLA paper's loop: 5 no-ops interleaved, 525 policy steps, its no-op a list of ints, env.seed(0)
+    assert p.settle_mode == "interleaved" and p.max_policy_steps == 525 and p.init_states_per_task == 50
+    assert p.settle_action == (0, 0, 0, 0, 0, 0, -1) and all(type(v) is int for v in p.settle_action)
+    assert p.fixture_seed == 0 and p.action_dtype == "float64"
+
+
+def test_published_loops_have_their_own_protocols():
+    vlm4vla, fast = BENCHMARK.protocol("vlm4vla"), BENCHMARK.protocol("vlm4vla_fast")
+    assert fast.replace(name="vlm4vla", render_size=256) == vlm4vla  # fast differs only in its render size
+    assert BENCHMARK.protocol("vlm4vla_paper") == vlm4vla  # the old name of the paper's loop is an alias
+    openvla, openpi = BENCHMARK.protocol("openvla"), BENCHMARK.protocol("openpi")
+    for p in (openvla, openpi):  # 10 no-ops first, then at most 520 policy steps
+        assert (p.settle_mode, p.settle_steps, p.max_steps, p.max_policy_steps) == ("before", 10, 520, 520)
+        assert p.action_dtype == "float64" and p.render_size == 256
+    assert openvla.settle_action == (0, 0, 0, 0, 0, 0, -1) and all(type(v) is int for v in openvla.settle_action)
+    assert openvla.fixture_seed == 0
+    # openpi: LIBERO_DUMMY_ACTION = [0.0] * 6 + [-1.0] and env.seed(7)
+    assert openpi.settle_action == (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0)
+    assert all(type(v) is float for v in openpi.settle_action) and openpi.fixture_seed == 7
+    assert openpi.replace(name="openvla", settle_action=(0, 0, 0, 0, 0, 0, -1), fixture_seed=0) == openvla
 
 
 def test_protocol_digests_are_stable_and_distinguish_protocols():
     default = BENCHMARK.protocol()
     assert default.digest == BENCHMARK.protocol("vlm4vla").digest == LiberoLongProtocol().digest
-    digests = {BENCHMARK.protocol(name).digest for name in ("vlm4vla", "vlm4vla_paper", "vlm4vla_fast")}
-    assert len(digests) == 3
+    names = ("vlm4vla", "vlm4vla_fast", "openvla", "openpi")
+    assert len({BENCHMARK.protocol(name).digest for name in names}) == len(names)
+    # pinned (docs/libero_long.md lists them): a change to any protocol constant must be deliberate
+    assert [BENCHMARK.protocol(name).digest for name in names] == [
+        "fe0890d3878be05a", "1ec8f7b24f18d0f3", "cd0bbc319a6b0f19", "af7167271c7690d0",
+    ]  # fmt: skip
     changed = BENCHMARK.protocol(max_steps=100)
     assert changed.max_steps == 100 and changed.digest != default.digest
-    assert default.to_dict()["settle_action"] == [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0]
+    # the no-op's Python types and the action precision are part of the digest
+    assert default.to_dict()["settle_action"] == [0, 0, 0, 0, 0, 0, -1]
+    floats = BENCHMARK.protocol(settle_action=(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0))
+    assert floats.digest != default.digest and "-1.0" in repr(floats.to_dict()["settle_action"])
+    assert BENCHMARK.protocol(action_dtype="float32").digest != default.digest
+    # a list from a config is kept as a tuple (hashable, same digest)
+    assert BENCHMARK.protocol(settle_action=[0, 0, 0, 0, 0, 0, -1]).digest == default.digest
 
 
 def test_paper_protocol_reproduces_its_interleaved_loop():
-    paper = BENCHMARK.protocol("vlm4vla_paper")
+    paper = BENCHMARK.protocol("vlm4vla")
     assert paper.settle_mode == "interleaved"
     # The paper's loop with num_steps_wait=10: no-ops at counter 0, 2, 4, 6, 8, then policy steps to 530.
     assert interleaved_noops(10) == 5 and paper.max_policy_steps == 525
@@ -67,7 +95,7 @@ def test_paper_protocol_reproduces_its_interleaved_loop():
             policy += 1
             t += 1
         assert noops == interleaved_noops(wait)
-        assert policy == BENCHMARK.protocol("vlm4vla_paper", settle_steps=wait).max_policy_steps
+        assert policy == BENCHMARK.protocol("vlm4vla", settle_steps=wait).max_policy_steps
 
 
 @pytest.mark.parametrize(
@@ -79,6 +107,9 @@ def test_paper_protocol_reproduces_its_interleaved_loop():
         ({"max_steps": 0}, "max_steps"),
         ({"hard_reset": False}, "soft reset"),
         ({"image_rotation": 90}, "image_rotation"),
+        ({"action_dtype": "float16"}, "action_dtype"),
+        ({"settle_action": (0, 0, 0, 0, 0, -1)}, "settle_action"),
+        ({"settle_action": (0, 0, 0, 0, 0, 0, True)}, "settle_action"),
     ],
 )
 def test_bad_protocol_values_are_refused(overrides, message):

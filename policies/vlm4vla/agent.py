@@ -144,8 +144,8 @@ class VLM4VLAAgent(Agent):
     config.json and every weight comes from the checkpoint (the base folder needs no weight files).
     """
 
-    # LIBERO: the paper crops the 256x256 render; envs that can offer it as obs["image_native"] should.
-    needs_native_image = True
+    # LIBERO: the paper crops the 256x256 render (obs["image_native"]); the other benchmarks have no such image.
+    needs_native_image = ("libero_long",)
 
     def __init__(
         self,

@@ -22,7 +22,9 @@ vla-gym contract.
   declared, not enforced (ManiSkill's arm controller does not clip); out-of-range steps are counted in
   ``info["action_out_of_range_steps"]``. Policies trained on the Bridge data act in a much smaller range
   (1st/99th percentiles about 0.03 m and 0.2 rad per step).
-- One ManiSkill scene per task, built on first use and reused for every later episode of that task.
+- One ManiSkill env per task, built on first use and reused for every later episode of that task; each
+  episode after the first rebuilds its PhysX scene (0.2 s) the way ``gym.make`` builds it, so episode k is
+  bitwise the same in any order and in any process (see ``docs/simpler_bridge.md``).
 """
 
 from __future__ import annotations
@@ -195,7 +197,7 @@ class SimplerBridgeEnv(gym.Env):
         super().reset(seed=seed)
         episode, task, episode_id = self._choose(check_reset_options(options, _RESET_OPTIONS))
         scene = self._scene_for(task)
-        ms_obs, ms_info = scene.reset(options={"episode_id": episode_id})
+        ms_obs, ms_info = scene.start_episode(episode_id)  # a fresh PhysX scene: history-free
         self._scene, self._task, self._task_index = scene, task, TASK_NAMES.index(task)
         self._episode, self._episode_id = episode, episode_id
         self._steps, self._max_steps, self._over, self._clipped = (

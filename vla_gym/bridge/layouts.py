@@ -1,12 +1,18 @@
 """Object layouts of the four Bridge tasks, indexed by ``episode_id`` exactly as the original SimplerEnv.
 
-Each task has P position configs (source and target object xy) and Q orientation configs (quaternions
-w, x, y, z); ``episode_id`` e picks position ``(e % (P * Q)) // Q`` and orientation ``e % Q``. The xy grids and
-yaws are SimplerEnv's (ManiSkill2-real2sim); the drop heights z are ManiSkill3's, whose settling replaces
-ManiSkill2's fall from 0.5 m. ManiSkill3's eggplant task uses 8 tilted resting orientations instead of
-SimplerEnv's 3 yaws, so its ids 0..23 are other layouts: here the eggplant gets SimplerEnv's 8 x 3 back,
-as yaws 0, +45, -45 deg about the vertical applied to ManiSkill3's resting orientation for yaw 0 (the mesh
-does not rest with its own z axis up: with a bare yaw quaternion it rolls up to 8 cm while settling).
+Each task has P position configs (source and target object xyz) and Q orientation configs (quaternions
+w, x, y, z); ``episode_id`` e picks position ``(e % (P * Q)) // Q`` and orientation ``e % Q``.
+
+- Spoon, carrot, stack: SimplerEnv's xy grids and orientations (ManiSkill2_real2sim
+  ``envs/custom_scenes/put_on_in_scene.py``), which ManiSkill3 copied; the drop heights z are ManiSkill3's,
+  and so is the settling (these three tasks are ManiSkill3's envs unchanged).
+- Eggplant (``EGGPLANT_SIMPLER``, the default): SimplerEnv's 8 positions x 3 orientations, the bare yaw
+  quaternions ``euler2quat(0, 0, yaw)`` for yaw 0, +45, -45 deg, settled SimplerEnv's way (rotation about
+  x and y locked while falling; ``vla_gym.bridge.scenes.EggplantInBasket``). The drop heights are
+  ManiSkill3's (eggplant 0.933 m, target plane 1.0 m), not SimplerEnv's 0.5 m above the table: under
+  ManiSkill3's physics that fall throws the target plane out of the basket.
+  ManiSkill3 replaced the orientations by 8 tilted resting poses (``EGGPLANT_MANISKILL3``, 8 x 8 = 64
+  ids): its ids 0..23 are other layouts.
 """
 
 from __future__ import annotations
@@ -25,23 +31,19 @@ def yaw_quat(yaw: float) -> np.ndarray:
 
 IDENTITY = np.array([1.0, 0.0, 0.0, 0.0])
 
-# The eggplant mesh does not rest with its z axis up: ManiSkill3 measured this resting orientation for
-# yaw 0 (its "0 deg" entry). SimplerEnv's yaws are applied about the vertical on top of it.
-EGGPLANT_REST_QUAT = np.array([0.559342, 0.817133, -0.138906, -0.0116353])
-
-
-def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product a * b of quaternions (w, x, y, z): rotate by b, then by a."""
-    aw, ax, ay, az = a
-    bw, bx, by, bz = b
-    return np.array(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ]
-    )
+# ManiSkill3's eight eggplant orientations (PutEggplantInBasketScene-v1), in its order.
+MANISKILL3_EGGPLANT_QUATS = np.array(
+    [
+        [0.543729, 0.82549, 0.0746101, 0.131747],
+        [0.559342, 0.817133, -0.138906, -0.0116353],
+        [0.543029, 0.789388, -0.267736, -0.101503],
+        [-0.40751, -0.532897, 0.652644, 0.352154],
+        [-0.157154, 0.235481, 0.75148, -0.595927],
+        [-0.020137, 0.0213848, 0.953791, -0.299033],
+        [-0.108854, 0.337692, 0.897378, -0.262348],
+        [0.366114, 0.618434, 0.571457, 0.396152],
+    ]
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,15 +85,29 @@ def _corner_pairs(half_edge: float, z_source: float, z_target: float) -> list[np
     return pairs
 
 
-def _eggplant_positions() -> np.ndarray:
-    """2 x 4 grid of eggplant positions in the sink; the (invisible) target plane sits in the basket."""
-    target = np.array([-0.125, 0.025, 1.0])
+def _eggplant_positions(z_source: float, z_target: float) -> np.ndarray:
+    """2 x 4 grid of eggplant positions in the sink; the (invisible) target plane falls into the basket."""
+    target = np.array([-0.125, 0.025, z_target])
     center = np.array([-0.105, 0.206])
     xyz = []
     for x in np.linspace(-0.01, 0.01, 2):
         for y in np.linspace(-0.015, 0.015, 4):
-            xyz.append(np.stack([np.array([center[0] + x, center[1] + y, 0.933]), target]))
+            xyz.append(np.stack([np.array([center[0] + x, center[1] + y, z_source]), target]))
     return np.stack(xyz)
+
+
+EGGPLANT_SIMPLER = TaskLayouts(
+    source="eggplant",
+    target="dummy_sink_target_plane",
+    xyz=_eggplant_positions(0.933, 1.0),
+    quats=np.stack([np.stack([yaw_quat(yaw), IDENTITY]) for yaw in (0.0, np.pi / 4, -np.pi / 4)]),
+)
+EGGPLANT_MANISKILL3 = TaskLayouts(
+    source="eggplant",
+    target="dummy_sink_target_plane",
+    xyz=_eggplant_positions(0.933, 1.0),
+    quats=np.stack([np.stack([q, IDENTITY]) for q in MANISKILL3_EGGPLANT_QUATS]),
+)
 
 
 def _build() -> dict[str, TaskLayouts]:
@@ -116,17 +132,7 @@ def _build() -> dict[str, TaskLayouts]:
             xyz=np.stack(_corner_pairs(0.05, 0.887529, 0.887529) + _corner_pairs(0.1, 0.887529, 0.887529)),
             quats=np.stack([np.stack([IDENTITY, IDENTITY])]),
         ),
-        "eggplant_in_basket": TaskLayouts(
-            source="eggplant",
-            target="dummy_sink_target_plane",
-            xyz=_eggplant_positions(),
-            quats=np.stack(
-                [
-                    np.stack([quat_multiply(yaw_quat(yaw), EGGPLANT_REST_QUAT), IDENTITY])
-                    for yaw in (0.0, np.pi / 4, -np.pi / 4)
-                ]
-            ),
-        ),
+        "eggplant_in_basket": EGGPLANT_SIMPLER,
     }
 
 

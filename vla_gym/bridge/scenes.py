@@ -2,10 +2,14 @@
 
 Subclasses of ManiSkill's own task classes change only what this benchmark needs:
 
-- the layouts come from :mod:`vla_gym.bridge.layouts` (SimplerEnv's 8 x 3 for the eggplant);
+- the layouts come from :mod:`vla_gym.bridge.layouts` (SimplerEnv's 8 x 3 for the eggplant, settled as
+  SimplerEnv settles them: see :class:`EggplantInBasket`);
 - an episode id is required (ManiSkill would otherwise draw one from the global torch RNG);
-- before objects settle, the robot is put back at its initial joint positions and drive targets and every
-  object's velocity is zeroed, so an episode does not depend on the one before it (the env is reused);
+- every episode after the first starts from a new PhysX scene built exactly as ``gym.make`` builds it
+  (:meth:`_ReusableBridgeScene.start_episode`): PhysX keeps per-body state that poses and velocities do not
+  reset (sleep bookkeeping), and it changed the towel's settled pose by up to 8e-7 m depending on which
+  episode ran before. Rebuilding makes episode k the episode a freshly made ManiSkill env gives for
+  ``episode_id`` k, whatever ran before it;
 - the green-screen buffers are per instance (ManiSkill keeps them on the class, so two cached tasks would
   share, and overwrite, one overlay photo);
 - the asset folder is the one resolved by :mod:`vla_gym.bridge.assets`, not the one fixed when ManiSkill
@@ -28,7 +32,7 @@ from mani_skill.envs.tasks.digital_twins.bridge_dataset_eval import base_env as 
 from mani_skill.envs.tasks.digital_twins.bridge_dataset_eval import put_on_in_scene as ms_tasks
 
 from tasks.simpler_bridge import SimplerBridgeProtocol
-from vla_gym.bridge.layouts import LAYOUTS, TaskLayouts
+from vla_gym.bridge.layouts import EGGPLANT_MANISKILL3, LAYOUTS, TaskLayouts
 
 
 @contextlib.contextmanager
@@ -49,18 +53,27 @@ def asset_root(data_root: Path) -> Iterator[None]:
         WidowX250S.urdf_path = saved_urdf
 
 
+#: The seed ``gym.make`` gives a ManiSkill env's first reset; ManiSkill draws that reset's layout with it.
+MANISKILL_CONSTRUCTION_SEED = 2022
+
+
 class _ReusableBridgeScene:
     """Mixin over a ManiSkill Bridge task class (see the module docstring)."""
 
-    def __init__(self, *, layouts: TaskLayouts, green_screen: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, *, layouts: TaskLayouts, data_root: Path, green_screen: bool = True, **kwargs: Any
+    ) -> None:
         self._layouts = layouts
+        self._data_root = Path(data_root)
         # Per-instance state that ManiSkill keeps on the class.
         self._rgb_overlay_images = {}
         self._objects_to_remove_from_greenscreen = []
         if not green_screen:
             self.rgb_overlay_mode = "none"
-        self._robot_init_state: tuple[torch.Tensor, torch.Tensor] | None = None
-        super().__init__(**kwargs)
+        self._pristine = False
+        super().__init__(**kwargs)  # ManiSkill builds the scene and resets it once (seed 2022)
+        self._pristine = True  # nothing has run in this PhysX scene since it was built
+        self.rebuilds = 0
 
     def _load_scene(self, options: dict) -> None:
         # Swap in our layouts before ManiSkill converts them to tensors and loads the objects.
@@ -69,33 +82,24 @@ class _ReusableBridgeScene:
         super()._load_scene(options)
 
     def _initialize_episode(self, env_idx: torch.Tensor, options: dict) -> None:
-        if "episode_id" not in options and options.get("reconfigure"):
-            options["episode_id"] = 0  # ManiSkill's own reset while the scene is being built
-        if "episode_id" not in options:
+        if "episode_id" in options:
+            options["episode_id"] = torch.as_tensor([int(options["episode_id"])])
+        elif not options.get("reconfigure"):
             raise KeyError(
                 "Bridge scenes need options['episode_id'] (ManiSkill would draw it from the global torch RNG)"
             )
-        options["episode_id"] = torch.as_tensor([int(options["episode_id"])])
-        robot = self.agent.robot
-        if self._robot_init_state is not None:
-            # Start every settle from the same robot state, whatever the previous episode did.
-            root_pose, qpos = self._robot_init_state
-            robot.set_root_pose(ms_pose_from_raw(root_pose))
-            robot.set_qpos(qpos)
-            robot.set_joint_drive_targets(qpos, joints=robot.active_joints)
-            robot.set_qvel(torch.zeros_like(qpos))
-        for actor in self.objs.values():
-            actor.set_linear_velocity(torch.zeros(1, 3))
-            actor.set_angular_velocity(torch.zeros(1, 3))
+        # else: the reset that builds the scene; ManiSkill draws its layout from torch seeded with 2022
         super()._initialize_episode(env_idx, options)
-        if self._robot_init_state is None:
-            self._robot_init_state = (robot.pose.raw_pose.clone(), robot.get_qpos().clone())
 
-
-def ms_pose_from_raw(raw_pose: torch.Tensor) -> Any:
-    from mani_skill.utils.structs.pose import Pose
-
-    return Pose.create_from_pq(p=raw_pose[..., :3], q=raw_pose[..., 3:])
+    def start_episode(self, episode_id: int) -> tuple[dict, dict]:
+        """Reset to ``episode_id`` exactly as a freshly made ManiSkill env would: a new PhysX scene, ManiSkill's
+        own first reset (seed 2022), then the episode. The first call uses the scene ``__init__`` built."""
+        if not self._pristine:
+            with asset_root(self._data_root):  # rebuilding reloads the robot and the scene's files
+                self.reset(seed=[MANISKILL_CONSTRUCTION_SEED], options={"reconfigure": True})
+            self.rebuilds += 1
+        self._pristine = False
+        return self.reset(options={"episode_id": int(episode_id)})
 
 
 class SpoonOnTowel(_ReusableBridgeScene, ms_tasks.PutSpoonOnTableClothInScene):
@@ -111,7 +115,59 @@ class StackCube(_ReusableBridgeScene, ms_tasks.StackGreenCubeOnYellowCubeBakedTe
 
 
 class EggplantInBasket(_ReusableBridgeScene, ms_tasks.PutEggplantInBasketScene):
-    pass
+    """The eggplant task. With ``simpler_settle`` (SimplerEnv's layouts) the objects settle as SimplerEnv
+    settles them (ManiSkill2_real2sim ``MoveNearInSceneEnv._initialize_actors`` and
+    ``PutEggplantInBasketScene._initialize_actors``): the robot is moved out of the way, the objects fall
+    with their rotation about x and y locked for 0.5 s, are unlocked and stilled, settle 0.5 s more, and
+    1.5 s more if still moving (from ManiSkill3's drop heights; see :mod:`vla_gym.bridge.layouts`).
+    SimplerEnv's bare-yaw orientations need this: the eggplant mesh does not rest with its own z axis up,
+    and ManiSkill3's short unlocked settle leaves it rolling into the first steps. Without
+    ``simpler_settle``, ManiSkill3's own settle runs unchanged."""
+
+    def __init__(self, *, simpler_settle: bool = False, **kwargs: Any) -> None:
+        self._simpler_settle = simpler_settle
+        self._settled = False
+        super().__init__(**kwargs)
+
+    def _initialize_episode(self, env_idx: torch.Tensor, options: dict) -> None:
+        self._settled = False
+        super()._initialize_episode(env_idx, options)
+
+    def _settle(self, t: float = 0.5) -> None:
+        if not self._simpler_settle:
+            super()._settle(t)
+            return
+        if self._settled:
+            return  # ManiSkill's "still moving: settle 6 s more"; SimplerEnv's own check below replaces it
+        self._settled = True
+        simpler_settle(self)
+
+
+def simpler_settle(env: Any) -> None:
+    """SimplerEnv's settling of freshly placed objects (see :class:`EggplantInBasket`), on a ManiSkill3 env.
+
+    ManiSkill3 puts the robot at its episode pose after settling, as SimplerEnv does."""
+    import sapien
+
+    steps_per_second = int(env.sim_freq)  # SimplerEnv's _settle(t) runs sim_freq * t physics steps
+    env.agent.robot.set_pose(sapien.Pose([-10.0, 0.0, 0.0]))  # out of the way, as SimplerEnv does
+    bodies = [actor._bodies[0] for actor in env.objs.values()]
+    for body in bodies:
+        body.set_locked_motion_axes([False, False, False, True, True, False])
+    for _ in range(steps_per_second // 2):
+        env.scene.step()
+    for actor, body in zip(env.objs.values(), bodies, strict=True):
+        body.set_locked_motion_axes([False] * 6)
+        actor.set_pose(actor.pose)  # keeps it awake, as SimplerEnv does
+        actor.set_linear_velocity(torch.zeros(1, 3))
+        actor.set_angular_velocity(torch.zeros(1, 3))
+    for _ in range(steps_per_second // 2):
+        env.scene.step()
+    lin_vel = sum(float(torch.linalg.norm(a.linear_velocity)) for a in env.objs.values())
+    ang_vel = sum(float(torch.linalg.norm(a.angular_velocity)) for a in env.objs.values())
+    if lin_vel > 1e-3 or ang_vel > 1e-2:
+        for _ in range(steps_per_second * 3 // 2):
+            env.scene.step()
 
 
 SCENE_CLASSES: dict[str, type] = {
@@ -122,34 +178,17 @@ SCENE_CLASSES: dict[str, type] = {
 }
 
 
-def maniskill3_eggplant_layouts() -> TaskLayouts:
-    """ManiSkill3's own eggplant layouts (8 positions x 8 tilted orientations), for comparison runs."""
-    quats = np.array(
-        [
-            [0.543729, 0.82549, 0.0746101, 0.131747],
-            [0.559342, 0.817133, -0.138906, -0.0116353],
-            [0.543029, 0.789388, -0.267736, -0.101503],
-            [-0.40751, -0.532897, 0.652644, 0.352154],
-            [-0.157154, 0.235481, 0.75148, -0.595927],
-            [-0.020137, 0.0213848, 0.953791, -0.299033],
-            [-0.108854, 0.337692, 0.897378, -0.262348],
-            [0.366114, 0.618434, 0.571457, 0.396152],
-        ]
-    )
-    ident = np.tile([1.0, 0.0, 0.0, 0.0], (len(quats), 1))
-    base = LAYOUTS["eggplant_in_basket"]
-    return TaskLayouts(
-        source=base.source, target=base.target, xyz=base.xyz, quats=np.stack([quats, ident], axis=1)
-    )
-
-
 def build_scene(task: str, protocol: SimplerBridgeProtocol, data_root: Path) -> Any:
     """A ManiSkill env for ``task`` rendering the protocol's camera (single env, CPU physics)."""
     if task not in SCENE_CLASSES:
         raise KeyError(f"unknown Bridge task {task!r}; known: {sorted(SCENE_CLASSES)}")
     layouts = LAYOUTS[task]
-    if task == "eggplant_in_basket" and protocol.eggplant_layouts == "maniskill3_8x8":
-        layouts = maniskill3_eggplant_layouts()
+    extra: dict[str, Any] = {}
+    if task == "eggplant_in_basket":
+        if protocol.eggplant_layouts == "maniskill3_8x8":
+            layouts = EGGPLANT_MANISKILL3
+        else:
+            extra["simpler_settle"] = True
     fx, fy, cx, cy = protocol.intrinsics()
     camera = {
         protocol.camera: {
@@ -161,6 +200,7 @@ def build_scene(task: str, protocol: SimplerBridgeProtocol, data_root: Path) -> 
     with asset_root(data_root):
         return SCENE_CLASSES[task](
             layouts=layouts,
+            data_root=data_root,
             green_screen=protocol.green_screen,
             obs_mode="rgb+segmentation",
             num_envs=1,
@@ -168,4 +208,5 @@ def build_scene(task: str, protocol: SimplerBridgeProtocol, data_root: Path) -> 
             # SAPIEN renders through Vulkan either way; "cpu" = lavapipe, without CUDA's warning
             render_backend="gpu" if torch.cuda.is_available() else "cpu",
             sensor_configs=camera,
+            **extra,
         )

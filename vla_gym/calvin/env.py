@@ -8,8 +8,14 @@ Reset options (all optional):
   by the seed. ``info["episode"]`` is then -1 unless the scene came from ``episode``.
 - ``condition`` (dict): an initial condition in the chains file's format (needs ``task``/``tasks``).
 
-Without options the seed picks a chain. Every reset rebuilds the PyBullet world from scratch (about 0.25 s),
-so an episode's physics never depends on what ran before it in the process.
+With the protocol's single-task episodes (``protocol.tasks``, see :mod:`tasks.calvin`), ``episode`` k runs the
+one task of the plan's episode k from chain k's scene (a chain outside the plan raises ``ValueError``).
+
+Without options the seed picks a chain (an episode of the plan). Every reset rebuilds the PyBullet world from
+scratch (about 0.25 s), so an episode's physics never depends on what ran before it in the process.
+
+``render_cameras=False`` returns black images (for agents that read only ``privileged_state()``, such as the
+scripted expert; rendering changes no simulator state, so their outcomes are the same).
 
 Per step: the action moves the robot's target pose, 8 physics substeps run, the button/switch logic runs,
 then the current subtask's check compares the state at the start of the subtask with the current one. A
@@ -33,12 +39,13 @@ and applied as calvin_env applies it (``MAX_REL_POS`` / ``MAX_REL_ORN``, no clip
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from tasks.calvin import BENCHMARK, TASK_NAMES, CalvinProtocol, instruction
+from tasks.calvin import BENCHMARK, TASK_NAMES, CalvinProtocol, instruction, single_task_for
 from tasks.protocol import Protocol
 from vla_gym import contract
 from vla_gym.calvin import predicates
@@ -75,6 +82,7 @@ class CalvinEnv(gym.Env):
         data_dir: str | None = None,
         download: bool = True,
         render_mode: str | None = None,
+        render_cameras: bool = True,
     ) -> None:
         super().__init__()
         self.benchmark = BENCHMARK.name
@@ -95,13 +103,16 @@ class CalvinEnv(gym.Env):
             wrist=self._wrist, proprio_dim=PROPRIO_DIM if self.proprio else None, image_size=self.protocol.image_size
         )
         self.action_space = contract.action_space(-1.0, 1.0)
-        self.world = CalvinWorld(
-            self.data_dir,
-            renderer=self.protocol.renderer,
-            button_mode=self.protocol.button_mode,
-            camera_sizes={"static": self.protocol.static_size, "gripper": self.protocol.gripper_size},
-            renderer_state=self.protocol.renderer_state,
-        )
+        # Built at the first reset, not here: gymnasium's AsyncVectorEnv builds an env in the parent only to read
+        # its spaces and then forks, and an EGL context made before a fork hangs the children.
+        self._world: CalvinWorld | None = None
+        self._render_cameras = bool(render_cameras)
+        if not self._render_cameras:
+            warnings.warn(
+                "CalvinEnv(render_cameras=False): every image is black; only agents that read privileged_state() "
+                "(the scripted expert) can act on it",
+                stacklevel=2,
+            )
         self._tasks: tuple[str, ...] = ()
         self._episode = -1
         self._index = 0
@@ -113,6 +124,19 @@ class CalvinEnv(gym.Env):
         self._steps = 0
         self._done = True
         self._last_obs: dict[str, Any] | None = None
+
+    @property
+    def world(self) -> CalvinWorld:
+        """The PyBullet world (built at the first reset)."""
+        if self._world is None:
+            self._world = CalvinWorld(
+                self.data_dir,
+                renderer=self.protocol.renderer,
+                button_mode=self.protocol.button_mode,
+                camera_sizes={"static": self.protocol.static_size, "gripper": self.protocol.gripper_size},
+                renderer_state=self.protocol.renderer_state,
+            )
+        return self._world
 
     # ----------------------------------------------------------------------------------------------- reset
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
@@ -139,6 +163,8 @@ class CalvinEnv(gym.Env):
             k = int(opts["episode"])
             if not 0 <= k < n:
                 raise ValueError(f"reset option episode={k} is out of range: the protocol has chains 0..{n - 1}")
+        elif self.protocol.tasks:
+            k = self.episode_plan[int(self.np_random.integers(len(self.episode_plan)))].index
         else:
             k = int(self.np_random.integers(n))
         if "task" in opts and "tasks" in opts:
@@ -158,6 +184,14 @@ class CalvinEnv(gym.Env):
                 raise ValueError("reset option 'condition' needs 'task' or 'tasks' (which tasks to run from it)")
             return dict(opts["condition"]), custom, -1
         condition, chain_tasks = self.chains[k]
+        if custom is None and self.protocol.tasks:
+            task = single_task_for(condition, self.protocol.tasks)
+            if task is None:
+                raise ValueError(
+                    f"none of the protocol's single tasks {list(self.protocol.tasks)} applies in chain {k}'s scene; "
+                    "pick an episode of env.unwrapped.episode_plan"
+                )
+            return condition, (task,), k
         if custom is None:
             return condition, chain_tasks[: self.protocol.chain_length], k
         return condition, custom, k if "episode" in opts else -1
@@ -224,10 +258,14 @@ class CalvinEnv(gym.Env):
         return resize_square(image, self.protocol.image_size, self.protocol.resize_interpolation)
 
     def _observe(self) -> dict[str, Any]:
-        images = self.world.observe_images(gripper=self._wrist)
-        obs: dict[str, Any] = {"image": self._resize(images["static"])}
+        if self._render_cameras:
+            images = {k: self._resize(v) for k, v in self.world.observe_images(gripper=self._wrist).items()}
+        else:  # rendering changes no simulator state: privileged agents' outcomes are the same
+            black = np.zeros((self.protocol.image_size, self.protocol.image_size, 3), dtype=np.uint8)
+            images = {"static": black, "gripper": black.copy()}
+        obs: dict[str, Any] = {"image": images["static"]}
         if self._wrist:
-            obs["wrist_image"] = self._resize(images["gripper"])
+            obs["wrist_image"] = images["gripper"]
         obs["language"] = instruction(self._tasks[min(self._index, len(self._tasks) - 1)])
         if self.proprio:
             obs["proprio"] = self.world.robot.observation().astype(np.float32)
@@ -257,6 +295,16 @@ class CalvinEnv(gym.Env):
         return self._tasks
 
     # --------------------------------------------------------------------------------------------- extras
+    @property
+    def render_cameras(self) -> bool:
+        """Whether observations are rendered (``render_cameras=False``: black images, for privileged agents).
+        Set it between episodes: EGL's images depend on how many were rendered since the reset."""
+        return self._render_cameras
+
+    @render_cameras.setter
+    def render_cameras(self, value: bool) -> None:
+        self._render_cameras = bool(value)
+
     def privileged_state(self) -> dict[str, Any]:
         """Simulator ground truth for scripted experts (not for real policies)."""
         world = self.world
@@ -306,7 +354,8 @@ class CalvinEnv(gym.Env):
         return self._last_obs["image"]
 
     def close(self) -> None:
-        world = getattr(self, "world", None)
+        world = getattr(self, "_world", None)
         if world is not None:
             world.close()
+            self._world = None
         super().close()

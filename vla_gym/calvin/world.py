@@ -6,6 +6,7 @@ initial joint reset, blocks red, blue, pink (2, 3, 4), table (5), plane (6).
 
 from __future__ import annotations
 
+import os
 import pkgutil
 from pathlib import Path
 
@@ -47,10 +48,22 @@ def _egl_plugin_path() -> str:
     return egl.get_filename()  # type: ignore[union-attr]
 
 
+_EGL_PID: int | None = None  # the process that started EGL (inherited by forked children)
+
+
 def _connect(renderer: str, window: int) -> tuple[int, int]:
     """A DIRECT client (the original's EGL set-up: window as large as the largest camera); plugin id or -1."""
+    global _EGL_PID
     if renderer != "egl":
         return p.connect(p.DIRECT), -1
+    if _EGL_PID is not None and _EGL_PID != os.getpid():
+        raise EGLUnavailableError(
+            "this process was forked from one that had already started EGL, and EGL does not survive a fork "
+            "(the child would hang). Start env processes with the 'spawn' or 'forkserver' method (e.g. "
+            "gym.make_vec(..., vectorization_mode='async', vector_kwargs={'context': 'spawn'})), or do not reset "
+            "a CALVIN env in the parent before forking"
+        )
+    _EGL_PID = os.getpid()
     cid = p.connect(p.DIRECT, options=f"--width={window} --height={window}")
     plugin = p.loadPlugin(_egl_plugin_path(), "_eglRendererPlugin", physicsClientId=cid)
     if plugin < 0:

@@ -48,6 +48,8 @@ class LiberoLongEnv(gym.Env):
     robosuite clips input outside it, as it always did; such steps are counted in
     ``info["action_out_of_range_steps"]``.
     Reward: 1.0 on the step where every goal predicate holds (the episode terminates there), else 0.0.
+    Either way robosuite receives ``list`` of 7 Python floats, the action at the protocol's ``action_dtype``
+    precision (default float64: the values as given, not rounded to float32).
 
     Kwargs: ``protocol`` (name or :class:`LiberoLongProtocol`), ``protocol_overrides``, ``action_mode``,
     ``proprio``, ``native_image``, ``render_mode`` (``"rgb_array"``: the upright agentview at render size),
@@ -218,12 +220,10 @@ class LiberoLongEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if self._over:
             raise contract.EpisodeOverError()
-        act = contract.validate_action(action)
-        if contract.out_of_range(act, self.action_space):
+        contract.validate_action(action)  # raises on bad input before anything is counted
+        if contract.out_of_range(np.asarray(action, dtype=np.float64), self.action_space):
             self._out_of_range += 1
-        native = act.astype(np.float64)
-        if self.action_mode == "contract":
-            native[6] = -native[6]  # contract +1 = open; LIBERO's simulator: -1 = open
+        native = self._native_action(action)
         with _cameras_off(self._raw, self.protocol.cameras, enabled=not self._render_cameras):
             raw_obs, _, done, _ = self._raw.step(native)
         self._policy_steps += 1
@@ -263,14 +263,28 @@ class LiberoLongEnv(gym.Env):
         self._over = True
 
     # ------------------------------------------------------------------ internals
+    def _native_action(self, action: Any) -> list[float]:
+        """What robosuite receives, as the published loops hand it over (``action.tolist()``): a list of 7
+        Python floats holding the action at the protocol's ``action_dtype`` precision ("float64": the values
+        as given, float32 or float64 alike; "float32": rounded to float32 first), the gripper negated in the
+        contract mode (exact)."""
+        checked = contract.validate_action(action)  # shape, real and finite; float32
+        if self.protocol.action_dtype == "float64":
+            native = np.asarray(action, dtype=np.float64).copy()
+        else:
+            native = checked.astype(np.float64)
+        if self.action_mode == "contract":
+            native[6] = -native[6]  # contract +1 = open; LIBERO's simulator: -1 = open
+        return native.tolist()
+
     def _noops(self, count: int, raw_obs: dict[str, Any]) -> dict[str, Any]:
-        """``count`` settle no-ops; cameras render only on the last one (rendering changes no state, and the
-        observation of the earlier ones is discarded)."""
-        action = np.asarray(self.protocol.settle_action, dtype=np.float64)
+        """``count`` settle no-ops, each the protocol's ``settle_action`` as a fresh list of the same Python
+        numbers the published loop passes; cameras render only on the last one (rendering changes no state,
+        and the observation of the earlier ones is discarded)."""
         for i in range(count):
             off = i < count - 1 or not self._render_cameras
             with _cameras_off(self._raw, self.protocol.cameras, enabled=off):
-                raw_obs, _, _, _ = self._raw.step(action)
+                raw_obs, _, _, _ = self._raw.step(list(self.protocol.settle_action))
             self._settle_done += 1
         return raw_obs
 

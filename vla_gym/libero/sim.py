@@ -8,9 +8,10 @@ before and the fixture layout depends on how many resets the env instance has do
 
 So every hard reset here (a) trims that list back to its length right after construction and (b) runs with
 the global RNG seeded to the protocol's ``fixture_seed``, restoring the caller's RNG state afterwards. With
-``fixture_seed=0`` every episode gets exactly the scene of the VLM4VLA paper's first trial of its task (the
-paper builds the env, calls ``env.seed(0)``, i.e. ``np.random.seed(0)``, then ``reset()``); the paper's later
-trials drew from a continuing RNG with a growing sampler list, which no order-independent plan can repeat.
+``fixture_seed=0`` every episode gets exactly the scene of the VLM4VLA paper's (and OpenVLA's) first trial of
+its task (they build the env, call ``env.seed(0)``, i.e. ``np.random.seed(0)``, then ``reset()``; openpi seeds
+7); their later trials drew from a continuing RNG with a growing sampler list, which no order-independent plan
+can repeat.
 """
 
 from __future__ import annotations
