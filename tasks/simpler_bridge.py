@@ -11,6 +11,10 @@ Protocols:
 - ``vlm4vla_fast``: like ``vlm4vla`` but rendered straight at 224x224 with the intrinsics scaled by 224/640
   and 224/480 (same field of view; the green-screen photo is resized to 224 too). Not comparable with the
   default (different digest).
+- ``terminate_on_success`` (alias ``vlm4vla_terminate``): like ``vlm4vla`` but the episode terminates at the
+  first step where the task holds (``success="first_step"``), so the reward ``float(success)`` sums to 1.0
+  for a solved episode: for RL. Its success rate can only be higher than the default's (an episode that
+  succeeds and then undoes it counts); different digest.
 """
 
 from __future__ import annotations
@@ -61,7 +65,9 @@ class SimplerBridgeProtocol(Protocol):
     max_steps: int = 60
     max_steps_eggplant: int = 120
     episodes_per_task: int = 24
-    success: str = "final_step"  # the success flag at the last step (episodes run to truncation)
+    # "final_step": the success flag at the last step (episodes run to truncation); "first_step": terminate at
+    # the first step with the flag set
+    success: str = "final_step"
     consecutive_grasp_steps: int = 5  # "grasped_consecutive": the source object held this many steps in a row
     # "simpler_8x3": SimplerEnv's 8 positions x bare yaws (0, +45, -45 deg), dropped and settled as SimplerEnv
     # does; "maniskill3_8x8": ManiSkill3's 8 positions x 8 tilted resting poses and its settling
@@ -84,8 +90,8 @@ class SimplerBridgeProtocol(Protocol):
                 raise ValueError(f"protocol field {field} must be >= 1, got {getattr(self, field)}")
         if not 1 <= self.episodes_per_task <= 24:
             raise ValueError(f"episodes_per_task must be in 1..24, got {self.episodes_per_task}")
-        if self.success != "final_step":
-            raise ValueError(f"success must be 'final_step', got {self.success!r}")
+        if self.success not in ("final_step", "first_step"):
+            raise ValueError(f"success must be 'final_step' or 'first_step', got {self.success!r}")
         if self.eggplant_layouts not in ("simpler_8x3", "maniskill3_8x8"):
             raise ValueError(
                 f"eggplant_layouts must be 'simpler_8x3' or 'maniskill3_8x8', got {self.eggplant_layouts!r}"
@@ -113,10 +119,11 @@ class SimplerBridgeProtocol(Protocol):
 PROTOCOLS: dict[str, SimplerBridgeProtocol] = {
     "vlm4vla": SimplerBridgeProtocol(),
     "vlm4vla_fast": SimplerBridgeProtocol(name="vlm4vla_fast", render_width=224, render_height=224),
+    "terminate_on_success": SimplerBridgeProtocol(name="terminate_on_success", success="first_step"),
 }
 DEFAULT_PROTOCOL = "vlm4vla"
 # short aliases accepted by ``protocol()``
-_ALIASES = {"default": "vlm4vla", "fast": "vlm4vla_fast"}
+_ALIASES = {"default": "vlm4vla", "fast": "vlm4vla_fast", "vlm4vla_terminate": "terminate_on_success"}
 
 
 # The env's ``episode_metrics`` (vla_gym.bridge.env writes them at the last step); read below.

@@ -119,6 +119,7 @@ def test_teleporting_source_onto_target_succeeds_at_final_step(env: gym.Env, tas
         "grasped_any": False,
         "grasped_consecutive": False,
         "gripper_clipped_steps": 0,
+        "action_out_of_range_steps": 0,
         "asset_digest": u.asset_digest,
         "assets_are_standins": True,  # the test asset tree has stand-in files
     }

@@ -46,7 +46,7 @@ def test_spaces_attributes_and_first_observation(env, calvin_dir: Path) -> None:
     assert env.observation_space.contains(obs)
     assert info["episode"] == 3 and info["task"] == tasks[0] and info["task_index"] == TASK_NAMES.index(tasks[0])
     assert info["success"] is False and info["subtask_index"] == 0 and info["subtask_changed"] is True
-    assert info["chain_tasks"] == list(tasks)
+    assert env.unwrapped.chain_tasks == tuple(tasks) and "chain_tasks" not in info  # info is fixed-shape
     # The image is the static camera's 200x200 render resized to 224 (not black, not constant).
     assert obs["image"].std() > 10
 
@@ -58,10 +58,11 @@ def test_failed_subtask_ends_the_chain_with_metrics(env, calvin_dir: Path) -> No
         _, reward, terminated, truncated, info = env.step(np.zeros(7))
         assert not truncated and reward == 0.0
         assert terminated == (step == 4)
-        assert info["subtask_steps"] == [step]
+        assert info["subtask_step"] == step and info["steps"] == step
     assert info["success"] is False
     assert info["episode_metrics"] == {
         "chain_length": 0, "chain_tasks": list(tasks), "subtask_success": [False], "subtask_steps": [4],
+        "action_out_of_range_steps": 0,
     }
     json.dumps(info["episode_metrics"])
     with pytest.raises(RuntimeError, match="reset"):
@@ -81,7 +82,8 @@ def test_chain_hands_over_subtasks_without_reset(calvin_dir: Path, trace0: dict)
             if info["subtask_changed"]:
                 changes.append(i + 1)
                 assert obs["language"] == INSTRUCTIONS["close_drawer"] and reward == 1.0
-                assert info["completed_tasks"] == ["turn_off_lightbulb"] and info["task"] == "close_drawer"
+                assert info["chain_length"] == 1 and info["task"] == "close_drawer"
+                assert info["subtask_step"] == 0 and info["subtask_index"] == 1
             if terminated:
                 break
         assert changes == [26]
@@ -89,7 +91,10 @@ def test_chain_hands_over_subtasks_without_reset(calvin_dir: Path, trace0: dict)
         assert info["episode_metrics"] == {
             "chain_length": 2, "chain_tasks": ["turn_off_lightbulb", "close_drawer"],
             "subtask_success": [True, True], "subtask_steps": [26, 64],
+            # the reference trace's sine actions leave [-1, 1] at times: they ran as they are, and are counted
+            "action_out_of_range_steps": int(np.sum(np.any(np.abs(trace0["actions"][:90]) > 1.0, axis=1))),
         }
+        assert info["episode_metrics"]["action_out_of_range_steps"] > 0
     finally:
         env.close()
 
@@ -97,7 +102,7 @@ def test_chain_hands_over_subtasks_without_reset(calvin_dir: Path, trace0: dict)
 def test_single_task_form_and_seeded_choice(env, calvin_dir: Path) -> None:
     obs, info = env.reset(options={"task": "open_drawer", "episode": 2})
     assert obs["language"] == "pull the handle to open the drawer"
-    assert info["episode"] == 2 and info["chain_tasks"] == ["open_drawer"]
+    assert info["episode"] == 2 and env.unwrapped.chain_tasks == ("open_drawer",)
     first = env.unwrapped.privileged_state()["scene_obs"]
     np.testing.assert_array_equal(first, env.unwrapped.privileged_state()["scene_obs"])
     _, info_a = env.reset(seed=11)
@@ -115,6 +120,12 @@ def test_gripper_threshold_is_counted_and_proprio(calvin_dir: Path) -> None:
         assert obs["proprio"][14] == -1.0  # last gripper command: closed
         _, _, _, _, info = env.step(np.array([0, 0, 0, 0, 0, 0, 1], dtype=np.int64))
         assert info["gripper_thresholded"] == 1
+        # declared range [-1, 1]: outside it the action still runs unclipped, and is counted
+        assert env.action_space.low.tolist() == [-1.0] * 7 and env.action_space.high.tolist() == [1.0] * 7
+        before = env.unwrapped.world.robot.target_pos.copy()
+        _, _, _, _, info = env.step(np.array([1.5, 0, 0, 0, 0, 0, 1]))
+        assert info["action_out_of_range_steps"] == 1
+        assert env.unwrapped.world.robot.target_pos[0] - before[0] == pytest.approx(1.5 * 0.02, abs=1e-6)
     finally:
         env.close()
 

@@ -465,7 +465,9 @@ def test_truncates_at_525_policy_steps(cache):
             _, _, terminated, truncated, info = env.step(hold)
             assert not terminated
             assert truncated == (step == 525)
-        assert info["episode_metrics"] == {"policy_steps": 525, "settle_steps": 5, "success": False}
+        assert info["episode_metrics"] == {
+            "policy_steps": 525, "settle_steps": 5, "success": False, "action_out_of_range_steps": 0,
+        }
         with pytest.raises(contract.EpisodeOverError):
             env.step(hold)
     finally:

@@ -9,7 +9,7 @@ gripper harmonised to +1 open / -1 close. ``native`` action mode passes the simu
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,11 @@ INFO_KEYS = ("success", "task", "task_index", "episode")
 
 
 def language_space() -> spaces.Text:
-    return spaces.Text(max_length=MAX_LANGUAGE_LENGTH, min_length=0, charset=LANGUAGE_CHARSET)
+    """A ``Text`` that keeps the instruction intact through ``AsyncVectorEnv``'s shared memory
+    (:mod:`vla_gym.instruction_space`)."""
+    from vla_gym.instruction_space import InstructionText
+
+    return InstructionText(max_length=MAX_LANGUAGE_LENGTH, min_length=0, charset=LANGUAGE_CHARSET)
 
 
 def image_space(size: int = IMAGE_SIZE) -> spaces.Box:
@@ -50,9 +54,23 @@ def observation_space(
     return spaces.Dict(parts)
 
 
-def action_space() -> spaces.Box:
-    """Unbounded: the contract does not clip (benchmarks that clip say so in their protocol and count it)."""
-    return spaces.Box(low=-np.inf, high=np.inf, shape=(ACTION_DIM,), dtype=np.float32)
+def action_space(low: Sequence[float] | float = -1.0, high: Sequence[float] | float = 1.0) -> spaces.Box:
+    """The (7,) action Box with the range the benchmark's controller uses (each env documents its numbers).
+
+    The bounds are declared, not enforced: envs never clip an action themselves. Out-of-range input keeps
+    the benchmark's own behaviour (its simulator may clip it) and is counted in
+    ``info["action_out_of_range_steps"]`` (see :func:`out_of_range`).
+    """
+    lo = np.broadcast_to(np.asarray(low, dtype=np.float32), (ACTION_DIM,)).copy()
+    hi = np.broadcast_to(np.asarray(high, dtype=np.float32), (ACTION_DIM,)).copy()
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo < hi)):
+        raise ValueError(f"action bounds must be finite with low < high, got {lo} .. {hi}")
+    return spaces.Box(low=lo, high=hi, dtype=np.float32)
+
+
+def out_of_range(action: np.ndarray, space: spaces.Box) -> bool:
+    """Whether any value of a validated action lies outside the declared range."""
+    return bool(np.any(action < space.low) or np.any(action > space.high))
 
 
 def validate_action(action: Any, shape: tuple[int, ...] = (ACTION_DIM,), name: str = "action") -> np.ndarray:

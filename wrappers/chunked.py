@@ -28,7 +28,11 @@ class ChunkedActions(gym.Wrapper):
             raise ValueError(f"execute_steps must be in 1..{chunk_size}, got {execute_steps}")
         self.chunk_size = chunk_size
         self.execute_steps = execute_steps
-        self.action_space = spaces.Box(-np.inf, np.inf, shape=(chunk_size, ACTION_DIM), dtype=np.float32)
+        inner = env.action_space
+        assert isinstance(inner, spaces.Box) and inner.shape == (ACTION_DIM,), inner
+        self.action_space = spaces.Box(
+            np.tile(inner.low, (chunk_size, 1)), np.tile(inner.high, (chunk_size, 1)), dtype=np.float32
+        )
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         chunk = np.asarray(action)

@@ -12,7 +12,16 @@ vla-gym contract.
   action ``[dx, dy, dz, axis-angle(3), gripper]`` unchanged. ManiSkill clips the gripper to [-1, 1]; steps
   where that happened are counted (``info["gripper_clipped_steps"]``).
 - Episodes run to truncation at the protocol's step limit (60; 120 for the eggplant); the score is
-  ``info["success"]`` at the final step; ``info`` also carries the grasp flags.
+  ``info["success"]`` at the final step; ``info`` also carries the grasp flags. Protocols with
+  ``success="first_step"`` (``terminate_on_success``) terminate at the first step where the task holds.
+- Reward: ``float(info["success"])`` on every step (with the default protocols a return counts the steps
+  spent in the success state; with ``terminate_on_success`` it is 1.0 exactly for a solved episode).
+- Action space: Box with xyz deltas in [-1, 1] m, rotation deltas in [-pi/2, pi/2] rad and gripper in
+  [-1, 1]: the limits of ManiSkill3's WidowX Bridge controller config (``arm_pd_ee_target_delta_pose_align2``
+  ``pos_lower/upper``, ``rot_lower/upper``; the gripper controller normalises [-1, 1]). The arm limits are
+  declared, not enforced (ManiSkill's arm controller does not clip); out-of-range steps are counted in
+  ``info["action_out_of_range_steps"]``. Policies trained on the Bridge data act in a much smaller range
+  (1st/99th percentiles about 0.03 m and 0.2 rad per step).
 - One ManiSkill env per task, built on first use and reused for every later episode of that task; each
   episode after the first rebuilds its PhysX scene (0.2 s) the way ``gym.make`` builds it, so episode k is
   bitwise the same in any order and in any process (see ``docs/simpler_bridge.md``).
@@ -40,11 +49,15 @@ from vla_gym.contract import (
     check_action_mode,
     check_reset_options,
     observation_space,
+    out_of_range,
     validate_action,
 )
 from vla_gym.images import resize_square
 
 PROPRIO_DIM = 7
+# ManiSkill3 WidowX Bridge controller config: pos_lower/upper, rot_lower/upper, normalised gripper
+ACTION_LOW = (-1.0, -1.0, -1.0, -np.pi / 2, -np.pi / 2, -np.pi / 2, -1.0)
+ACTION_HIGH = (1.0, 1.0, 1.0, np.pi / 2, np.pi / 2, np.pi / 2, 1.0)
 _RESET_OPTIONS: dict[str, type | tuple[type, ...]] = {"episode": int, "task": (str, int), "episode_id": int}
 
 
@@ -94,7 +107,7 @@ class SimplerBridgeEnv(gym.Env):
         self.task_cache_size = task_cache_size
 
         self.observation_space = observation_space(wrist=False, proprio_dim=PROPRIO_DIM if proprio else None)
-        self.action_space = action_space()
+        self.action_space = action_space(ACTION_LOW, ACTION_HIGH)
 
         assets: BridgeAssets = resolve_assets(assets_dir, download=download_assets)
         self.assets = assets
@@ -115,6 +128,7 @@ class SimplerBridgeEnv(gym.Env):
         self._max_steps = 0
         self._over = True
         self._clipped = 0
+        self._out_of_range = 0
         self._last_frame: np.ndarray | None = None
         self._last_info: dict[str, Any] = {}
 
@@ -192,6 +206,7 @@ class SimplerBridgeEnv(gym.Env):
             False,
             0,
         )
+        self._out_of_range = 0
         obs = self._observation(ms_obs)
         info = self._info(ms_info)
         return obs, info
@@ -214,24 +229,28 @@ class SimplerBridgeEnv(gym.Env):
         if self._over:
             raise EpisodeOverError()
         native = self.to_native_action(action)
+        if out_of_range(validate_action(action), self.action_space):
+            self._out_of_range += 1
         if abs(float(native[6])) > 1.0:
             self._clipped += 1  # ManiSkill's gripper controller clips to [-1, 1]
         ms_obs, _, _, _, ms_info = self._scene.step(native)
         self._steps += 1
-        truncated = self._steps >= self._max_steps
-        self._over = truncated
         obs = self._observation(ms_obs)
         info = self._info(ms_info)
-        if truncated:
+        terminated = self.protocol.success == "first_step" and info["success"]
+        truncated = not terminated and self._steps >= self._max_steps
+        self._over = terminated or truncated
+        if self._over:
             info["episode_metrics"] = {
                 "grasped_any": info["grasped_any"],
                 "grasped_consecutive": info["grasped_consecutive"],
                 "gripper_clipped_steps": self._clipped,
+                "action_out_of_range_steps": self._out_of_range,
                 # every record says which assets scored it, so stand-in runs are never taken for benchmark numbers
                 "asset_digest": self.asset_digest,
                 "assets_are_standins": self.assets_are_standins,
             }
-        return obs, float(info["success"]), False, truncated, info
+        return obs, float(info["success"]), terminated, truncated, info
 
     # ------------------------------------------------------------------ views
     def _observation(self, ms_obs: dict[str, Any]) -> dict[str, Any]:
@@ -258,6 +277,7 @@ class SimplerBridgeEnv(gym.Env):
             "grasped_any": bool(ms_info["is_src_obj_grasped"][0]),
             "grasped_consecutive": bool(ms_info["consecutive_grasp"][0]),
             "gripper_clipped_steps": self._clipped,
+            "action_out_of_range_steps": self._out_of_range,
         }
         self._last_info = info
         return info

@@ -24,7 +24,17 @@ success or when a subtask reaches ``max_steps_per_subtask`` steps without succes
 
 ``info["success"]`` is True only on the step that completes the whole chain (all of its tasks);
 ``info["subtask_success"]`` is True on every step that completes a subtask; ``info["chain_length"]`` counts
-the subtasks completed so far.
+the subtasks completed so far. Every ``info`` value keeps its type and shape on every step (vector envs and
+replay buffers rely on it); the chain's task list and per-subtask steps and outcomes are in
+``info["episode_metrics"]`` on the last step (and ``env.unwrapped.chain_tasks`` while it runs).
+
+Reward: 1.0 on each step that completes a subtask, else 0.0; an episode's return is its chain length.
+
+Action space: Box [-1, 1]^7, the range of CALVIN's relative actions: calvin_env (``utils.to_relative_action``)
+divides the TCP motion by 0.02 m / 0.05 rad and clips to [-1, 1], which is the range of the dataset's
+``rel_actions``; the gripper is -1 / +1. The range is declared, not enforced: an action outside it is scaled
+and applied as calvin_env applies it (``MAX_REL_POS`` / ``MAX_REL_ORN``, no clipping) and counted in
+``info["action_out_of_range_steps"]``.
 """
 
 from __future__ import annotations
@@ -92,7 +102,7 @@ class CalvinEnv(gym.Env):
         self.observation_space = contract.observation_space(
             wrist=self._wrist, proprio_dim=PROPRIO_DIM if self.proprio else None, image_size=self.protocol.image_size
         )
-        self.action_space = contract.action_space()
+        self.action_space = contract.action_space(-1.0, 1.0)
         # Built at the first reset, not here: gymnasium's AsyncVectorEnv builds an env in the parent only to read
         # its spaces and then forks, and an EGL context made before a fork hangs the children.
         self._world: CalvinWorld | None = None
@@ -110,6 +120,7 @@ class CalvinEnv(gym.Env):
         self._subtask_steps: list[int] = []
         self._subtask_success: list[bool] = []
         self._gripper_thresholded = 0
+        self._out_of_range = 0
         self._steps = 0
         self._done = True
         self._last_obs: dict[str, Any] | None = None
@@ -139,6 +150,7 @@ class CalvinEnv(gym.Env):
         self._subtask_steps = [0]
         self._subtask_success = []
         self._gripper_thresholded = 0
+        self._out_of_range = 0
         self._steps = 0
         self._done = False
         self._start = self._snapshot()
@@ -219,12 +231,15 @@ class CalvinEnv(gym.Env):
                 "chain_tasks": list(self._tasks),
                 "subtask_success": list(self._subtask_success),
                 "subtask_steps": list(self._subtask_steps),
+                "action_out_of_range_steps": self._out_of_range,
             }
         reward = 1.0 if solved else 0.0
         return obs, reward, terminated, False, info
 
     def _convert(self, action: Any) -> np.ndarray:
         act = contract.validate_action(action).astype(np.float64)
+        if contract.out_of_range(act, self.action_space):
+            self._out_of_range += 1
         g = act[6]
         if self.action_mode == "native":
             if g not in (1.0, -1.0):
@@ -268,12 +283,16 @@ class CalvinEnv(gym.Env):
             "subtask_changed": subtask_changed,
             "subtask_success": subtask_success,
             "chain_length": int(sum(self._subtask_success)),
-            "chain_tasks": list(self._tasks),
-            "completed_tasks": list(self._tasks[: self._index]),
-            "subtask_steps": list(self._subtask_steps),
+            "subtask_step": self._subtask_steps[-1],
             "gripper_thresholded": self._gripper_thresholded,
+            "action_out_of_range_steps": self._out_of_range,
             "steps": self._steps,
         }
+
+    @property
+    def chain_tasks(self) -> tuple[str, ...]:
+        """The tasks of the running episode, in order (``episode_metrics["chain_tasks"]`` at its end)."""
+        return self._tasks
 
     # --------------------------------------------------------------------------------------------- extras
     @property

@@ -38,6 +38,11 @@ class LiberoLongEnv(gym.Env):
     agentview at the protocol's render size, e.g. 256) when ``native_image=True``.
     Action: ``[dx, dy, dz, drot(3), gripper]`` for robosuite's OSC_POSE controller (the LIBERO datasets'
     actions), gripper +1 open / -1 close; ``action_mode="native"`` takes LIBERO's own action (-1 open).
+    Action space: Box [-1, 1]^7, OSC_POSE's ``input_min`` / ``input_max`` (robosuite 1.4
+    ``controllers/config/osc_pose.json``; scaled to 0.05 m and 0.5 rad per step) and the gripper's [-1, 1].
+    robosuite clips input outside it, as it always did; such steps are counted in
+    ``info["action_out_of_range_steps"]``.
+    Reward: 1.0 on the step where every goal predicate holds (the episode terminates there), else 0.0.
     Either way robosuite receives ``list`` of 7 Python floats, the action at the protocol's ``action_dtype``
     precision (default float64: the values as given, not rounded to float32).
 
@@ -107,7 +112,7 @@ class LiberoLongEnv(gym.Env):
         if self._native_image:
             parts["image_native"] = contract.image_space(self.protocol.render_size)
         self.observation_space = spaces.Dict(parts)
-        self.action_space = contract.action_space()
+        self.action_space = contract.action_space(-1.0, 1.0)
 
         self._raw: Any = None  # hf-libero OffScreenRenderEnv of the current task
         self._raw_task: int | None = None
@@ -120,6 +125,7 @@ class LiberoLongEnv(gym.Env):
         self._counter = 0  # the paper loop's shared counter (interleaved settle mode)
         self._over = True
         self._success = False
+        self._out_of_range = 0
         self._last_raw_obs: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ episode selection
@@ -198,6 +204,7 @@ class LiberoLongEnv(gym.Env):
         self._policy_steps = 0
         self._settle_done = 0
         self._counter = 0
+        self._out_of_range = 0
         if protocol.settle_mode == "before":
             raw_obs = self._noops(protocol.settle_steps, raw_obs)
         elif protocol.settle_steps > 0:  # the paper's loop: a no-op before the first policy step
@@ -213,6 +220,9 @@ class LiberoLongEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if self._over:
             raise contract.EpisodeOverError()
+        contract.validate_action(action)  # raises on bad input before anything is counted
+        if contract.out_of_range(np.asarray(action, dtype=np.float64), self.action_space):
+            self._out_of_range += 1
         native = self._native_action(action)
         with _cameras_off(self._raw, self.protocol.cameras, enabled=not self._render_cameras):
             raw_obs, _, done, _ = self._raw.step(native)
@@ -238,6 +248,7 @@ class LiberoLongEnv(gym.Env):
                 "policy_steps": self._policy_steps,
                 "settle_steps": self._settle_done,
                 "success": self._success,
+                "action_out_of_range_steps": self._out_of_range,
             }
         return self._observation(raw_obs), float(terminated), terminated, truncated, info
 
@@ -315,6 +326,7 @@ class LiberoLongEnv(gym.Env):
             "episode": self._episode,
             "init_state": self._init_state,
             "policy_steps": self._policy_steps,
+            "action_out_of_range_steps": self._out_of_range,
         }
 
     # ------------------------------------------------------------------ ground truth (not for policies)
