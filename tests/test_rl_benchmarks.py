@@ -25,6 +25,7 @@ from tianshou.env import DummyVectorEnv, ShmemVectorEnv, SubprocVectorEnv
 import vla_gym
 from policies.noop import NoopAgent
 from tasks import calvin, libero_long, simpler_bridge
+from tasks.registry import get_benchmark
 from vla_gym import rl
 from vla_gym.calvin.conditions import load_chains
 from vla_gym.checker import check_vla_env
@@ -50,23 +51,24 @@ def _bridge(data: Path) -> tuple[dict[str, Any], list[str], tuple[int, ...]]:
     return kwargs, [simpler_bridge.instruction(plan[k].task) for k in EPISODES], (224, 224, 3)
 
 
-def _libero(data: Path) -> tuple[dict[str, Any], list[str], tuple[int, ...]]:
-    kwargs = {
-        "protocol": "vlm4vla_fast",
-        "protocol_overrides": {"max_steps": STEPS, "settle_steps": 0, "render_size": 64, "image_size": 64},
-    }
-    plan = libero_long.BENCHMARK.episode_plan(libero_long.BENCHMARK.protocol())
-    return kwargs, [libero_long.instruction(libero_long.TASK_NAMES[plan[k].task_index]) for k in EPISODES], (
-        64,
-        64,
-        3,
-    )
+def _libero_suite(name: str) -> Callable[[Path], tuple[dict[str, Any], list[str], tuple[int, ...]]]:
+    def case(data: Path) -> tuple[dict[str, Any], list[str], tuple[int, ...]]:
+        kwargs = {
+            "protocol": "vlm4vla_fast",
+            "protocol_overrides": {"max_steps": STEPS, "settle_steps": 0, "render_size": 64, "image_size": 64},
+        }
+        bench = get_benchmark(name)
+        plan = bench.episode_plan(bench.protocol())
+        return kwargs, [libero_long.instruction(bench.task_names[plan[k].task_index]) for k in EPISODES], (64, 64, 3)
+
+    return case
 
 
 CASES: dict[str, Callable[[Path], tuple[dict[str, Any], list[str], tuple[int, ...]]]] = {
     "calvin": _calvin,
     "simpler_bridge": _bridge,
-    "libero_long": _libero,
+    **{name: _libero_suite(name) for name in ("libero_long", "libero_spatial", "libero_object", "libero_goal",
+                                               "libero_90")},
 }
 
 
