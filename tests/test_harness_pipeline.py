@@ -128,3 +128,13 @@ def test_watchdog_is_on_by_default_per_benchmark_and_can_be_turned_off() -> None
         LocalRunner(spec(), "calvin", {}, watchdog_s={"stpe": 5.0})
     with pytest.raises(ValueError, match="scheduler"):
         LocalRunner(spec(), "calvin", {}, scheduler="async")
+
+
+def test_report_counts_reruns() -> None:
+    from harness.records import EpisodeRecord
+    from harness.report import _rerun_lines
+
+    records = [EpisodeRecord.for_key(k, status="ok", success=False, attempts=a) for k, a in zip(PLAN, (1, 2, 3, 1), strict=False)]
+    assert _rerun_lines(records[:1]) == []
+    (line,) = _rerun_lines(records)
+    assert "2 episodes re-run" in line and "3 extra attempts" in line
