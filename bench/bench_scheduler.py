@@ -91,26 +91,29 @@ def throughput(
 
 def run_variants(
     spec: EnvSpec, benchmark: str, protocol: dict[str, Any], plan: list[EpisodeKey], envs: int,
-    factory: Callable[[], Any], repeats: int, start_method: str,
-) -> dict[str, float]:  # fmt: skip
-    """Best steps/s of each variant over ``repeats`` rounds (variants interleaved within a round)."""
-    runners = {}
-    for name, options in VARIANTS.items():
-        options = dict(options)
-        if "min_batch" in options:
-            options["min_batch"] = max(1, envs // 2)
-        runners[name] = LocalRunner(spec, benchmark, protocol, num_envs=envs, start_method=start_method, **options)
+    make_agent: Callable[[float | None], Callable[[], Any]], repeats: int, start_method: str,
+    measure_env_bound: bool = False,
+) -> tuple[dict[str, float], float | None]:  # fmt: skip
+    """Best steps/s of each variant over ``repeats`` rounds, all on the same warm workers (one runner whose
+    scheduler settings change between runs), variants interleaved within a round. With ``measure_env_bound``
+    the pipeline first runs with an agent that costs nothing: that is the env-bound, handed to ``make_agent``."""
     best = dict.fromkeys(VARIANTS, 0.0)
-    try:
-        for runner in runners.values():  # start the workers, warm up
-            list(runner.run(plan[:envs], AgentSource(factory)))
+    env_bound = None
+    free = functools.partial(synthetic.SyntheticLatencyAgent, 0.0, 0.0)
+    with LocalRunner(spec, benchmark, protocol, num_envs=envs, start_method=start_method) as runner:
+        list(runner.run(plan[:envs], AgentSource(free)))  # start the workers, warm up
+        if measure_env_bound:
+            env_bound = max(throughput(runner, plan, free)[0] for _ in range(repeats))
+        factory = make_agent(env_bound)
         for _ in range(repeats):
-            for name, runner in runners.items():
+            for name, variant in VARIANTS.items():
+                settings = {"scheduler": "pipeline", "min_batch": 1, "max_wait_s": 0.0, **variant}
+                if settings["min_batch"] is None:
+                    settings["min_batch"] = max(1, envs // 2)
+                for key, value in settings.items():
+                    setattr(runner, key, value)
                 best[name] = max(best[name], throughput(runner, plan, factory)[0])
-    finally:
-        for runner in runners.values():
-            runner.close()
-    return best
+    return best, env_bound
 
 
 def simulated(args: argparse.Namespace) -> None:
@@ -132,7 +135,7 @@ def simulated(args: argparse.Namespace) -> None:
             return synthetic.SyntheticLatencyAgent(sc.fixed_ms / 1e3, sc.item_ms / 1e3, sc.execute_steps,
                                                    sc.execute_steps)  # fmt: skip
 
-        got = run_variants(spec, "simcpu", protocol.to_dict(), plan, sc.envs, factory, args.repeats, "fork")
+        got, _ = run_variants(spec, "simcpu", protocol.to_dict(), plan, sc.envs, lambda _: factory, args.repeats, "fork")
         ideal = min(sc.env_bound(args.max_steps), sc.agent_bound())
         cells = " ".join(f"{v:>12.1f} ({v / ideal:5.1%})" for v in got.values())
         print(f"{sc.name:38s} {sc.envs:>2d} {sc.cores:>2d} {sc.env_bound(args.max_steps):>6.1f} "
@@ -155,18 +158,17 @@ def real(args: argparse.Namespace) -> None:
         plan = bench.episode_plan(protocol)[: args.real_episodes]
         spec = EnvSpec(env_ids[name], {**kwargs, "protocol": protocol}, protocol_digest=protocol.digest)
         envs = args.envs
-        # env-bound: the same runner with an agent that costs nothing
-        with LocalRunner(spec, name, protocol.to_dict(), num_envs=envs, start_method="spawn") as runner:
-            free = functools.partial(synthetic.SyntheticLatencyAgent, 0.0, 0.0)
-            list(runner.run(plan[:envs], AgentSource(free)))
-            env_bound = max(throughput(runner, plan, free)[0] for _ in range(args.repeats))
-        fixed = envs / (2 * env_bound)  # agent-bound = 2 x env-bound, all of it a fixed cost per call
-        factory = functools.partial(synthetic.SyntheticLatencyAgent, fixed, 0.0)
-        got = run_variants(spec, name, protocol.to_dict(), plan, envs, factory, args.repeats, "spawn")
-        ideal = min(env_bound, 2 * env_bound)
-        cells = "  ".join(f"{k} {v:.1f} ({v / ideal:.1%})" for k, v in got.items())
-        print(f"{name}: {envs} envs, env-bound {env_bound:.1f} steps/s, agent {fixed * 1e3:.0f} ms/call: {cells}",
-              flush=True)  # fmt: skip
+
+        def make_agent(env_bound: float | None, envs: int = envs) -> Callable[[], Any]:
+            assert env_bound is not None  # agent-bound = 2 x env-bound, all of it a fixed cost per call
+            return functools.partial(synthetic.SyntheticLatencyAgent, envs / (2 * env_bound), 0.0)
+
+        got, env_bound = run_variants(spec, name, protocol.to_dict(), plan, envs, make_agent, args.repeats, "spawn",
+                                      measure_env_bound=True)  # fmt: skip
+        assert env_bound is not None
+        cells = "  ".join(f"{k} {v:.1f} ({v / env_bound:.1%})" for k, v in got.items())
+        print(f"{name}: {envs} envs, env-bound {env_bound:.1f} steps/s, agent {envs / (2 * env_bound) * 1e3:.0f} "
+              f"ms/call: {cells}", flush=True)  # fmt: skip
 
 
 def main() -> None:
