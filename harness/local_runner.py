@@ -32,10 +32,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing.connection
+import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -106,7 +107,27 @@ class _Job:
         self.errors: dict[int, str] = {}
         self.called: list[int] = []
         self.exception: BaseException | None = None
-        self.thread: threading.Thread | None = None
+        self.finished = threading.Event()
+
+
+class _AgentThread:
+    """The pipeline's agent thread: runs submitted calls one at a time, in order."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._main, name="vla-gym-agent", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        while (call := self._calls.get()) is not None:
+            call()
+
+    def submit(self, call: Callable[[], None]) -> None:
+        self._calls.put(call)
+
+    def stop(self) -> None:
+        """Exit after the calls already submitted (a hung call keeps its thread; it is a daemon)."""
+        self._calls.put(None)
 
 
 class LocalRunner(Runner):
@@ -343,6 +364,7 @@ class LocalRunner(Runner):
         waiting: list[_Slot] = []  # reply in, action queue empty: waiting for the agent, oldest first
         job: _Job | None = None
         signal_in, signal_out = multiprocessing.connection.Pipe(duplex=False)
+        self._agent_thread = _AgentThread()
         try:
             while any(slot.key is not None for slot in slots):
                 now = time.monotonic()
@@ -352,7 +374,7 @@ class LocalRunner(Runner):
                     if self._should_call(waiting, slots, now):
                         batch = waiting[: self.max_batch or len(waiting)]
                         del waiting[: len(batch)]
-                        job = self._submit(state, batch, signal_out)
+                        job = self._submit(state, batch, signal_out, self._agent_thread)
                 # wait for a reply, the agent, the oldest waiting env's max wait, or a watchdog deadline
                 inflight = [w for s in slots if (w := s.worker) is not None and w.pending]
                 deadlines = [d for w in inflight if (d := self._deadline(w)) is not None]
@@ -393,10 +415,9 @@ class LocalRunner(Runner):
                 yield from state.done
                 state.done.clear()
         finally:
-            if job is not None and job.thread is not None:
-                job.thread.join(self.bounds.get("agent") or 60.0)
-                if job.thread.is_alive():  # never hand a busy agent to the next run
-                    self._agent, self._factory = None, None
+            if job is not None and not job.finished.wait(self.bounds.get("agent") or 60.0):
+                self._agent, self._factory = None, None  # never hand a busy agent to the next run
+            self._agent_thread.stop()
             signal_in.close()
             signal_out.close()
 
@@ -423,7 +444,7 @@ class LocalRunner(Runner):
             slot.worker.send("step", state.chunker.pop(slot.index))  # type: ignore[union-attr]
             slot.obs = None
 
-    def _submit(self, state: _RunState, batch: list[_Slot], signal: Any) -> _Job:
+    def _submit(self, state: _RunState, batch: list[_Slot], signal: Any, thread: _AgentThread) -> _Job:
         self._jobs += 1
         job = _Job(self._jobs, batch)
         policy, chunker = state.policy, state.chunker
@@ -438,14 +459,14 @@ class LocalRunner(Runner):
             except BaseException as exc:  # a bug here must not hang the loop: re-raised there
                 job.exception = exc
             finally:
+                job.finished.set()
                 try:
                     signal.send(job.number)
                 except OSError:  # the loop is gone
                     pass
 
         state.agent_busy = True
-        job.thread = threading.Thread(target=work, name="vla-gym-agent", daemon=True)
-        job.thread.start()
+        thread.submit(work)
         return job
 
     def _complete(self, state: _RunState, job: _Job) -> None:
@@ -475,6 +496,8 @@ class LocalRunner(Runner):
             state.done.append(result)
         state.pending_info.clear()
         self._agent, self._factory = None, None  # left to its thread; never called again
+        self._agent_thread.stop()  # that thread exits if its call ever returns
+        self._agent_thread = _AgentThread()
         state.policy = self._agent_for(state.source)
         state.chunker = ChunkExecutor(self.num_envs, state.policy.execute_steps)
         for slot in slots:
