@@ -35,6 +35,8 @@ from policies.openpi_client import OpenPIClientAgent  # noqa: E402
 SCENARIOS = [
     Scenario("gpu-box: agent fast, 2 envs/core", 4, 8, 40, 100, 15, 1.5),
     Scenario("gpu-box, chunks of 5 (LIBERO-like)", 4, 8, 40, 100, 40, 5, execute_steps=5),
+    # here batching across clients matters: 4 clients' calls of 2 each cost 4 fixed costs unless merged
+    Scenario("balanced: agent ~ envs", 4, 8, 40, 100, 30, 6),
 ]
 KEYS = {"simcpu": {"keys": {"image": "image", "wrist_image": "wrist_image", "language": "language"}}}
 

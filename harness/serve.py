@@ -490,6 +490,8 @@ class PolicyServer:
         if client.namespace == namespace:
             return
         self._open[client.namespace] -= 1
+        if self._open[client.namespace] <= 0:
+            del self._open[client.namespace]
         if not client.named:
             self._release(client.namespace)  # ids this connection used before naming its run
         client.namespace, client.named = namespace, True
