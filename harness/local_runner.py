@@ -414,6 +414,10 @@ class LocalRunner(Runner):
                         job, waiting = None, []
                 yield from state.done
                 state.done.clear()
+            if job is None:  # notes of episodes that ended during the last agent call
+                self._flush_info(state)
+                yield from state.done
+                state.done.clear()
         finally:
             if job is not None and not job.finished.wait(self.bounds.get("agent") or 60.0):
                 self._agent, self._factory = None, None  # never hand a busy agent to the next run
