@@ -7,7 +7,9 @@ The same simulated machine as ``bench/bench_scheduler.py``: N env workers on C s
 and a synthetic agent costing ``fixed + per_item * B`` per call. In-process: one local runner with N envs and the
 agent. Served: ``harness.serve`` runs the agent; K clients (local runners with N/K envs each, in threads of
 this process, ``policy=openpi``-style clients) share it, all with env ids 0..N/K-1, and the server batches
-their requests. The bound is min(env-bound, agent-bound) of the whole: C cores and one agent.
+their requests. Each client makes one agent call at a time (``agent_threads=1``) or one per env at a time
+(``agent_threads`` = its envs: every waiting env's request reaches the server at once, where all clients' are
+batched together). The bound is min(env-bound, agent-bound) of the whole: C cores and one agent.
 """
 
 from __future__ import annotations
@@ -104,11 +106,12 @@ def main() -> None:
                 list(runner.run(plan[: sc.envs], source))  # warm
                 value = _run_clients([runner], [plan], [source])
                 results["in-process"] = max(results.get("in-process", 0.0), value)
-            for k in (1, 2, 4):
+            for k, threads in ((1, 1), (2, 1), (4, 1), (1, 0), (2, 0), (4, 0)):
                 with PolicyServer(agent(), port=0, log_every_s=0, max_wait_ms=args.max_wait_ms) as server:
                     per = sc.envs // k
-                    runners = [LocalRunner(spec, "simcpu", protocol.to_dict(), num_envs=per, start_method="fork")
-                               for _ in range(k)]  # fmt: skip
+                    threads = threads or per  # 0: one agent thread per env of the client
+                    runners = [LocalRunner(spec, "simcpu", protocol.to_dict(), num_envs=per, start_method="fork",
+                                           agent_threads=threads) for _ in range(k)]  # fmt: skip
                     sources = [AgentSource(_Client(server.port)) for _ in range(k)]
                     try:
                         _run_clients(runners, [plan[:per]] * k, sources)  # warm: workers up, clients connected
@@ -117,14 +120,14 @@ def main() -> None:
                     finally:
                         for runner in runners:
                             runner.close()
-                    name = f"server, {k} client{'s' if k > 1 else ''}"
+                    name = f"server, {k} client{'s' if k > 1 else ''}, {threads} call{'s' if threads > 1 else ''}"
                     results[name] = max(results.get(name, 0.0), value)
                     mean_batch[name] = server.stats()["mean_batch"]
         print(f"{sc.name} (N={sc.envs}, C={sc.cores}, env-bound {sc.env_bound(args.max_steps):.1f}, agent-bound "
               f"{sc.agent_bound():.1f} steps/s)")  # fmt: skip
         for name, value in results.items():
             extra = f"  mean batch {mean_batch[name]:.2f}" if name in mean_batch else ""
-            print(f"  {name:18s} {value:7.1f} ({value / ideal:6.1%}){extra}", flush=True)
+            print(f"  {name:28s} {value:7.1f} ({value / ideal:6.1%}){extra}", flush=True)
 
 
 if __name__ == "__main__":

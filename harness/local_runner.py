@@ -108,6 +108,7 @@ class _Job:
         self.called: list[int] = []
         self.exception: BaseException | None = None
         self.finished = threading.Event()
+        self.thread: _AgentThread | None = None
 
 
 class _AgentThread:
@@ -148,6 +149,7 @@ class LocalRunner(Runner):
         max_wait_s: float = 0.0,
         watchdog: bool = True,
         watchdog_s: dict[str, float] | None = None,
+        agent_threads: int = 1,
     ) -> None:
         super().__init__(env, benchmark, protocol, seed=seed)
         if not isinstance(num_envs, int) or num_envs < 1:
@@ -164,6 +166,8 @@ class LocalRunner(Runner):
             raise ValueError(f"min_batch must be an int >= 1, got {min_batch!r}")
         if max_wait_s < 0:
             raise ValueError(f"max_wait_s must be >= 0, got {max_wait_s}")
+        if not isinstance(agent_threads, int) or agent_threads < 1:
+            raise ValueError(f"agent_threads must be an int >= 1, got {agent_threads!r}")
         self.num_envs = num_envs
         self.max_retries = max_retries
         self.call_timeout_s = call_timeout_s
@@ -172,6 +176,7 @@ class LocalRunner(Runner):
         self.max_batch = max_batch
         self.min_batch = min_batch
         self.max_wait_s = float(max_wait_s)
+        self.agent_threads = agent_threads
         #: the watchdog's bound per call kind ("reset", "step", "call", "agent"); None: no bound
         self.bounds = _watchdog_bounds(benchmark, watchdog, watchdog_s, call_timeout_s)
         self._slots = [_Slot(i) for i in range(num_envs)]
@@ -362,36 +367,43 @@ class LocalRunner(Runner):
 
     def _loop_pipeline(self, state: _RunState, slots: list[_Slot]) -> Iterator[EpisodeResult]:
         waiting: list[_Slot] = []  # reply in, action queue empty: waiting for the agent, oldest first
-        job: _Job | None = None
+        jobs: dict[int, _Job] = {}  # agent calls in flight (more than one only for concurrent-safe agents)
         signal_in, signal_out = multiprocessing.connection.Pipe(duplex=False)
-        self._agent_thread = _AgentThread()
+        width = self._call_width(state.policy)
+        threads = [_AgentThread() for _ in range(width)]
+        idle = list(threads)
+        bound = self.bounds.get("agent")
         try:
             while any(slot.key is not None for slot in slots):
                 now = time.monotonic()
-                if job is None:
-                    self._flush_info(state)
+                if not jobs or width > 1:
+                    if not jobs:
+                        self._flush_info(state)
                     waiting = [s for s in waiting if s.key is not None and s.obs is not None]
-                    if self._should_call(waiting, slots, now):
+                    while idle and self._should_call(waiting, slots, now):
                         batch = waiting[: self.max_batch or len(waiting)]
                         del waiting[: len(batch)]
-                        job = self._submit(state, batch, signal_out, self._agent_thread)
+                        job = self._submit(state, batch, signal_out, idle.pop())
+                        jobs[job.number] = job
+                    state.agent_busy = bool(jobs) and width == 1
                 # wait for a reply, the agent, the oldest waiting env's max wait, or a watchdog deadline
                 inflight = [w for s in slots if (w := s.worker) is not None and w.pending]
                 deadlines = [d for w in inflight if (d := self._deadline(w)) is not None]
-                if job is not None and self.bounds.get("agent") is not None:
-                    deadlines.append(job.started_at + self.bounds["agent"])
-                if job is None and waiting:
+                if bound is not None:
+                    deadlines += [job.started_at + bound for job in jobs.values()]
+                if idle and waiting:
                     deadlines.append(waiting[0].waiting_since + self.max_wait_s)
                 timeout = None if not deadlines else max(0.0, min(deadlines) - time.monotonic())
-                handles: list[Any] = [w.conn for w in inflight] + ([signal_in] if job is not None else [])
+                handles: list[Any] = [w.conn for w in inflight] + ([signal_in] if jobs else [])
                 ready = set(multiprocessing.connection.wait(handles, timeout)) if handles else set()
                 if signal_in in ready:
-                    finished = set()
                     while signal_in.poll():
-                        finished.add(signal_in.recv())  # numbers of abandoned (hung) calls are ignored
-                    if job is not None and job.number in finished:
-                        current, job = job, None
-                        self._complete(state, current)
+                        number = signal_in.recv()  # numbers of abandoned (hung) calls are ignored
+                        if number in jobs:
+                            job = jobs.pop(number)
+                            idle.append(job.thread)  # type: ignore[arg-type]
+                            state.agent_busy = bool(jobs) and width == 1
+                            self._complete(state, job)
                 for worker in inflight:
                     if worker.conn not in ready:
                         continue
@@ -408,22 +420,36 @@ class LocalRunner(Runner):
                     deadline = self._deadline(worker)
                     if worker.pending and deadline is not None and now >= deadline:
                         self._on_worker_error(state, self._slots[worker.index], self._hung(worker))
-                if job is not None and self.bounds.get("agent") is not None:
-                    if now >= job.started_at + self.bounds["agent"]:
-                        self._agent_hung(state, job, slots)
-                        job, waiting = None, []
+                hung = [job for job in jobs.values() if bound is not None and now >= job.started_at + bound]
+                if hung:
+                    for thread in threads:
+                        thread.stop()  # each exits once its call returns, if ever
+                    self._agent_hung(state, hung[0], slots)
+                    jobs, waiting = {}, []
+                    threads = [_AgentThread() for _ in range(width)]
+                    idle = list(threads)
                 yield from state.done
                 state.done.clear()
-            if job is None:  # notes of episodes that ended during the last agent call
+            if not jobs:  # notes of episodes that ended during the last agent call
                 self._flush_info(state)
                 yield from state.done
                 state.done.clear()
         finally:
-            if job is not None and not job.finished.wait(self.bounds.get("agent") or 60.0):
-                self._agent, self._factory = None, None  # never hand a busy agent to the next run
-            self._agent_thread.stop()
+            for job in jobs.values():
+                if not job.finished.wait(bound or 60.0):
+                    self._agent, self._factory = None, None  # never hand a busy agent to the next run
+            for thread in threads:
+                thread.stop()
             signal_in.close()
             signal_out.close()
+
+    def _call_width(self, policy: Agent) -> int:
+        """Agent calls the pipeline may have in flight at once: ``agent_threads`` for agents that declare
+        ``concurrent_calls_safe`` (remote clients), else 1."""
+        if self.agent_threads > 1 and not getattr(policy, "concurrent_calls_safe", False):
+            log.warning("%s is not safe for concurrent calls: using one agent thread", type(policy).__name__)
+            return 1
+        return self.agent_threads
 
     def _should_call(self, waiting: list[_Slot], slots: list[_Slot], now: float) -> bool:
         if not waiting:
@@ -469,12 +495,11 @@ class LocalRunner(Runner):
                 except OSError:  # the loop is gone
                     pass
 
-        state.agent_busy = True
+        job.thread = thread
         thread.submit(work)
         return job
 
     def _complete(self, state: _RunState, job: _Job) -> None:
-        state.agent_busy = False
         if job.exception is not None:
             raise job.exception
         for i in job.called:
@@ -500,8 +525,6 @@ class LocalRunner(Runner):
             state.done.append(result)
         state.pending_info.clear()
         self._agent, self._factory = None, None  # left to its thread; never called again
-        self._agent_thread.stop()  # that thread exits if its call ever returns
-        self._agent_thread = _AgentThread()
         state.policy = self._agent_for(state.source)
         state.chunker = ChunkExecutor(self.num_envs, state.policy.execute_steps)
         for slot in slots:

@@ -154,6 +154,7 @@ class RayRunner(Runner):
         call_timeout_s: float | None = None,
         start_method: str = "spawn",
         scheduler: str = "pipeline",
+        agent_threads: int = 1,
         watchdog: bool = True,
         watchdog_s: dict[str, float] | None = None,
         max_actor_restarts: int = 2,
@@ -199,6 +200,7 @@ class RayRunner(Runner):
             "call_timeout_s": call_timeout_s,
             "start_method": start_method,
             "scheduler": scheduler,
+            "agent_threads": agent_threads,
             "watchdog": watchdog,
             "watchdog_s": watchdog_s,
         }

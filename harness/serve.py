@@ -169,8 +169,11 @@ class PolicyServer:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        #: what the agent is configured for now (benchmark, protocol as JSON)
+        self._agent_config: tuple[str, str] | None = None
         if benchmark is not None:
             agent.configure(benchmark, dict(protocol or {}))
+            self._agent_config = (benchmark, json.dumps(dict(protocol or {}), sort_keys=True, default=str))
 
     # ---- metadata and request checks (run in worker threads) ----
 
@@ -466,8 +469,9 @@ class PolicyServer:
                     f"this server's agent is configured for {names} by another client; one server serves one "
                     f"benchmark and protocol at a time (start another server for {benchmark!r})"
                 )
-            if not others:  # another client's episodes would lose their state: configure only when alone
+            if wanted != self._agent_config:  # the same again (a reconnect, another client) keeps the agent's state
                 await self._call(lambda: self.agent.configure(benchmark, protocol))
+                self._agent_config = wanted
             self._configured[client.namespace] = wanted
             self.benchmark, self._protocol = benchmark, protocol
             return {"ok": True, **self.metadata()}

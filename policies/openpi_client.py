@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -99,13 +100,35 @@ class OpenPIClientAgent(Agent):
         #: there, across reconnects, and never meet another client's equal ids
         self.client_run = uuid.uuid4().hex
         self.server_metadata: dict[str, Any] = {}
-        self._ws: ClientConnection | None = None
+        # one connection per calling thread (the runner may call act from several threads at once, see
+        # concurrent_calls_safe); all of them, to close them all
+        self._local = threading.local()
+        self._all: set[ClientConnection] = set()
+        self._all_lock = threading.Lock()
         self._benchmark: str | None = None
         self._protocol: dict[str, Any] = {}
         self._keys: dict[str, str] = dict(_OPENPI_KEYS)
         self._gripper = "contract"
 
+    #: act/reset may run in several threads at once (each has its own connection; a vla-gym server keeps this
+    #: client's env ids together across them by its run name)
+    concurrent_calls_safe = True
+
     # ---- connection ----
+
+    @property
+    def _ws(self) -> ClientConnection | None:
+        return getattr(self._local, "ws", None)
+
+    @_ws.setter
+    def _ws(self, ws: ClientConnection | None) -> None:
+        old = getattr(self._local, "ws", None)
+        with self._all_lock:
+            if old is not None:
+                self._all.discard(old)
+            if ws is not None:
+                self._all.add(ws)
+        self._local.ws = ws
 
     @property
     def ours(self) -> bool:
@@ -315,3 +338,10 @@ class OpenPIClientAgent(Agent):
             except Exception:  # the server may be gone already
                 pass
         self._drop()
+        with self._all_lock:
+            others, self._all = list(self._all), set()
+        for ws in others:  # connections of other threads
+            try:
+                ws.close()
+            except Exception:  # already broken: nothing to release
+                pass

@@ -138,3 +138,29 @@ def test_report_counts_reruns() -> None:
     assert _rerun_lines(records[:1]) == []
     (line,) = _rerun_lines(records)
     assert "2 episodes re-run" in line and "3 extra attempts" in line
+
+
+def test_remote_agent_with_concurrent_calls_matches_in_process() -> None:
+    from harness.serve import PolicyServer
+    from policies.openpi_client import OpenPIClientAgent
+
+    reference, _ = run(scale_helpers.StatefulAgent(w=0.18), {"jitter_s": 0.003}, num_envs=3, scheduler="lockstep")
+    served = scale_helpers.StatefulAgent(w=0.18)
+    with PolicyServer(served, port=0, log_every_s=0) as server:
+
+        def client() -> OpenPIClientAgent:
+            keys = {"toy": {"keys": {"image": "image", "language": "language"}, "action_horizon": 1}}
+            return OpenPIClientAgent(port=server.port, benchmarks=keys, request_timeout_s=30)
+
+        runner = LocalRunner(spec(jitter_s=0.003), "toy", PROTOCOL.to_dict(), num_envs=3, start_method="fork",
+                             agent_threads=3)  # fmt: skip
+        with runner:
+            assert runner._call_width(client()) == 3
+            records = {r.record.episode: r.record for r in runner.run(PLAN, AgentSource(client))}
+        connections = server.counters["connections"]
+    # the agent notes come from the served agent's episode_info, which the client does not forward
+    assert {k: v[:6] for k, v in outcome(records).items()} == {k: v[:6] for k, v in outcome(reference).items()}
+    assert connections >= 2  # calls really ran from several threads, each on its own connection
+    assert sorted(served.count) == [0, 1, 2]  # one client run: its env ids kept together across connections
+    # an agent that does not declare itself safe for concurrent calls gets one thread
+    assert LocalRunner(spec(), "toy", {}, agent_threads=4)._call_width(scale_helpers.StatefulAgent()) == 1
