@@ -109,7 +109,7 @@ def main() -> None:
             for k, threads in ((1, 1), (2, 1), (4, 1), (1, 0), (2, 0), (4, 0)):
                 with PolicyServer(agent(), port=0, log_every_s=0, max_wait_ms=args.max_wait_ms) as server:
                     per = sc.envs // k
-                    threads = threads or per  # 0: one agent thread per env of the client
+                    threads = threads or per  # 0: one agent call per env of the client (the default)
                     runners = [LocalRunner(spec, "simcpu", protocol.to_dict(), num_envs=per, start_method="fork",
                                            agent_threads=threads) for _ in range(k)]  # fmt: skip
                     sources = [AgentSource(_Client(server.port)) for _ in range(k)]

@@ -149,7 +149,7 @@ class LocalRunner(Runner):
         max_wait_s: float = 0.0,
         watchdog: bool = True,
         watchdog_s: dict[str, float] | None = None,
-        agent_threads: int = 1,
+        agent_threads: int | None = None,
     ) -> None:
         super().__init__(env, benchmark, protocol, seed=seed)
         if not isinstance(num_envs, int) or num_envs < 1:
@@ -166,8 +166,8 @@ class LocalRunner(Runner):
             raise ValueError(f"min_batch must be an int >= 1, got {min_batch!r}")
         if max_wait_s < 0:
             raise ValueError(f"max_wait_s must be >= 0, got {max_wait_s}")
-        if not isinstance(agent_threads, int) or agent_threads < 1:
-            raise ValueError(f"agent_threads must be an int >= 1, got {agent_threads!r}")
+        if agent_threads is not None and (not isinstance(agent_threads, int) or agent_threads < 1):
+            raise ValueError(f"agent_threads must be an int >= 1 or null, got {agent_threads!r}")
         self.num_envs = num_envs
         self.max_retries = max_retries
         self.call_timeout_s = call_timeout_s
@@ -444,12 +444,14 @@ class LocalRunner(Runner):
             signal_out.close()
 
     def _call_width(self, policy: Agent) -> int:
-        """Agent calls the pipeline may have in flight at once: ``agent_threads`` for agents that declare
-        ``concurrent_calls_safe`` (remote clients), else 1."""
-        if self.agent_threads > 1 and not getattr(policy, "concurrent_calls_safe", False):
-            log.warning("%s is not safe for concurrent calls: using one agent thread", type(policy).__name__)
+        """Agent calls the pipeline may have in flight at once: for agents that declare
+        ``concurrent_calls_safe`` (remote clients: the server batches), ``agent_threads`` (null: one per env);
+        for any other agent one."""
+        if not getattr(policy, "concurrent_calls_safe", False):
+            if (self.agent_threads or 1) > 1:
+                log.warning("%s is not safe for concurrent calls: using one agent thread", type(policy).__name__)
             return 1
-        return self.agent_threads
+        return self.agent_threads or self.num_envs
 
     def _should_call(self, waiting: list[_Slot], slots: list[_Slot], now: float) -> bool:
         if not waiting:

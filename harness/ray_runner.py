@@ -154,7 +154,7 @@ class RayRunner(Runner):
         call_timeout_s: float | None = None,
         start_method: str = "spawn",
         scheduler: str = "pipeline",
-        agent_threads: int = 1,
+        agent_threads: int | None = None,
         watchdog: bool = True,
         watchdog_s: dict[str, float] | None = None,
         max_actor_restarts: int = 2,

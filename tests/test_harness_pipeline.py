@@ -152,10 +152,9 @@ def test_remote_agent_with_concurrent_calls_matches_in_process() -> None:
             keys = {"toy": {"keys": {"image": "image", "language": "language"}, "action_horizon": 1}}
             return OpenPIClientAgent(port=server.port, benchmarks=keys, request_timeout_s=30)
 
-        runner = LocalRunner(spec(jitter_s=0.003), "toy", PROTOCOL.to_dict(), num_envs=3, start_method="fork",
-                             agent_threads=3)  # fmt: skip
+        runner = LocalRunner(spec(jitter_s=0.003), "toy", PROTOCOL.to_dict(), num_envs=3, start_method="fork")
         with runner:
-            assert runner._call_width(client()) == 3
+            assert runner._call_width(client()) == 3  # by default one call per env for a remote agent
             records = {r.record.episode: r.record for r in runner.run(PLAN, AgentSource(client))}
         connections = server.counters["connections"]
     # the agent notes come from the served agent's episode_info, which the client does not forward
