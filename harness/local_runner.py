@@ -6,7 +6,9 @@ Two schedulers (``scheduler``), with the same per-episode results:
   others. An env whose reply is in and whose action queue is empty waits for the agent; the agent is called
   for the waiting envs (at most ``max_batch``, oldest first) as soon as it is free and ``min_batch`` envs wait,
   or the oldest has waited ``max_wait_s``, or no other env is stepping. An env whose queue still holds actions
-  of its chunk steps at once, without waiting for anyone.
+  of its chunk steps at once, without waiting for anyone. Agents that declare ``concurrent_calls_safe`` (the
+  policy-server client, whose server batches calls) may have ``agent_threads`` calls in flight (default: one
+  per env); any other agent is called from one thread, one call at a time.
 - ``lockstep``: each round waits for every stepping env, makes one agent call for the envs whose queue is
   empty, then sends each env its next action (envs that are resetting do not hold the others up). The agent
   idles while the slowest env steps and every env idles during the agent call; kept for comparison.
