@@ -44,7 +44,7 @@ from tasks.plan import EpisodeKey  # noqa: E402
 VARIANTS: dict[str, dict[str, Any]] = {
     "lockstep": {"scheduler": "lockstep"},
     "pipeline": {"scheduler": "pipeline"},
-    "pipeline-half": {"scheduler": "pipeline", "min_batch": None, "max_wait_s": 0.02},  # min_batch: envs // 2
+    "pipeline-half": {"scheduler": "pipeline", "min_batch": None, "max_wait_s": 0.02},  # min_batch: half the envs
 }
 
 
@@ -92,7 +92,7 @@ def throughput(
 def run_variants(
     spec: EnvSpec, benchmark: str, protocol: dict[str, Any], plan: list[EpisodeKey], envs: int,
     make_agent: Callable[[float | None], Callable[[], Any]], repeats: int, start_method: str,
-    measure_env_bound: bool = False,
+    measure_env_bound: bool = False, half_wait_s: float | None = None,
 ) -> tuple[dict[str, float], float | None]:  # fmt: skip
     """Best steps/s of each variant over ``repeats`` rounds, all on the same warm workers (one runner whose
     scheduler settings change between runs), variants interleaved within a round. With ``measure_env_bound``
@@ -109,7 +109,9 @@ def run_variants(
             for name, variant in VARIANTS.items():
                 settings = {"scheduler": "pipeline", "min_batch": 1, "max_wait_s": 0.0, **variant}
                 if settings["min_batch"] is None:
-                    settings["min_batch"] = max(1, envs // 2)
+                    settings["min_batch"] = max(1, (envs + 1) // 2)
+                    if half_wait_s is not None:  # real envs: wait up to about one env step
+                        settings["max_wait_s"] = half_wait_s
                 for key, value in settings.items():
                     setattr(runner, key, value)
                 best[name] = max(best[name], throughput(runner, plan, factory)[0])
@@ -164,7 +166,7 @@ def real(args: argparse.Namespace) -> None:
             return functools.partial(synthetic.SyntheticLatencyAgent, envs / (2 * env_bound), 0.0)
 
         got, env_bound = run_variants(spec, name, protocol.to_dict(), plan, envs, make_agent, args.repeats, "spawn",
-                                      measure_env_bound=True)  # fmt: skip
+                                      measure_env_bound=True, half_wait_s=args.real_half_wait_s)  # fmt: skip
         assert env_bound is not None
         cells = "  ".join(f"{k} {v:.1f} ({v / env_bound:.1%})" for k, v in got.items())
         print(f"{name}: {envs} envs, env-bound {env_bound:.1f} steps/s, agent {envs / (2 * env_bound) * 1e3:.0f} "
@@ -180,6 +182,7 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=4, help="env workers for --real")
     parser.add_argument("--real-steps", type=int, default=40, help="max steps (per subtask for CALVIN) for --real")
     parser.add_argument("--real-episodes", type=int, default=8)
+    parser.add_argument("--real-half-wait-s", type=float, default=0.5, help="pipeline-half's max wait on real envs")
     parser.add_argument("--skip-simulated", action="store_true")
     args = parser.parse_args()
     if not args.skip_simulated:
