@@ -109,8 +109,11 @@ class _GatedAgent(StatefulAgent):
         super().__init__(**kwargs)
         self.gate = threading.Event()
         self.gate.set()
+        self.blocked = threading.Event()  # set while a reset waits at the gate
 
     def reset(self, env_ids: Sequence[int]) -> None:
+        if not self.gate.is_set():
+            self.blocked.set()
         self.gate.wait(30)
         super().reset(env_ids)
 
@@ -132,10 +135,9 @@ def test_requests_of_several_clients_are_merged_into_one_agent_call(serving) -> 
             got[seed] = clients[seed].act(_episode(seed)[0], [0, 1])
 
     blocker = threading.Thread(target=run, args=(5, "reset"))
-    blocker.start()  # the agent thread now waits in reset
+    blocker.start()
+    assert agent.blocked.wait(20)  # the agent thread now waits in that reset
     deadline = time.monotonic() + 20
-    while server._queue and time.monotonic() < deadline:
-        time.sleep(0.01)
     acts = [threading.Thread(target=run, args=(seed, "act")) for seed in (3, 4)]
     for thread in acts:
         thread.start()
