@@ -153,6 +153,10 @@ class RayRunner(Runner):
         max_retries: int = 2,
         call_timeout_s: float | None = None,
         start_method: str = "spawn",
+        scheduler: str = "pipeline",
+        agent_threads: int | None = None,
+        watchdog: bool = True,
+        watchdog_s: dict[str, float] | None = None,
         max_actor_restarts: int = 2,
         local_num_cpus: int | None = None,
         temp_dir: str | None = None,
@@ -195,6 +199,10 @@ class RayRunner(Runner):
             "max_retries": max_retries,
             "call_timeout_s": call_timeout_s,
             "start_method": start_method,
+            "scheduler": scheduler,
+            "agent_threads": agent_threads,
+            "watchdog": watchdog,
+            "watchdog_s": watchdog_s,
         }
         # Checks the options the actors will use, here and now; constructing a LocalRunner starts nothing.
         LocalRunner(env, benchmark, protocol, seed=seed, **self.local_options)

@@ -45,6 +45,7 @@ def markdown(run_info: dict[str, Any], metrics: dict[str, Any], records: Sequenc
         f"- episodes: {metrics['episodes']} of {metrics['planned']} planned, errors: {overall['errors']}",
         f"- **{metrics['headline']['name']}: {benchmark.format_headline(metrics['headline']['value'])}**",
         *benchmark.report_header(records),
+        *_rerun_lines(records),
         "",
         "## Success per task",
         "",
@@ -74,6 +75,16 @@ def markdown(run_info: dict[str, Any], metrics: dict[str, Any], records: Sequenc
         if len(errors) > 50:
             lines.append(f"... and {len(errors) - 50} more in episodes.jsonl")
     return "\n".join(lines) + "\n"
+
+
+def _rerun_lines(records: Sequence[EpisodeRecord]) -> list[str]:
+    """Episodes the runner re-ran from the start because an env worker died or the watchdog stopped a hang."""
+    rerun = [r for r in records if r.attempts > 1]
+    if not rerun:
+        return []
+    extra = sum(r.attempts - 1 for r in rerun)
+    return [f"- re-runs: {len(rerun)} episodes re-run from the start ({extra} extra attempts) after a worker died "
+            f"or the watchdog stopped a hung reset, step or agent call (see the log)"]  # fmt: skip
 
 
 def failure_breakdown(records: Sequence[EpisodeRecord], benchmark: Benchmark) -> dict[tuple[str, str], int]:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -94,14 +96,39 @@ class OpenPIClientAgent(Agent):
         self.reconnect_backoff_s = float(reconnect_backoff_s)
         self.max_message_bytes = int(max_message_mb * 2**20)
         self.stats: collections.Counter[str] = collections.Counter()
+        #: names this client's run to a vla-gym server: its env ids (and the agent's state for them) are its own
+        #: there, across reconnects, and never meet another client's equal ids
+        self.client_run = uuid.uuid4().hex
         self.server_metadata: dict[str, Any] = {}
-        self._ws: ClientConnection | None = None
+        # one connection per calling thread (the runner may call act from several threads at once, see
+        # concurrent_calls_safe); all of them, to close them all
+        self._local = threading.local()
+        self._all: set[ClientConnection] = set()
+        self._all_lock = threading.Lock()
         self._benchmark: str | None = None
         self._protocol: dict[str, Any] = {}
         self._keys: dict[str, str] = dict(_OPENPI_KEYS)
         self._gripper = "contract"
 
+    #: act/reset may run in several threads at once (each has its own connection; a vla-gym server keeps this
+    #: client's env ids together across them by its run name)
+    concurrent_calls_safe = True
+
     # ---- connection ----
+
+    @property
+    def _ws(self) -> ClientConnection | None:
+        return getattr(self._local, "ws", None)
+
+    @_ws.setter
+    def _ws(self, ws: ClientConnection | None) -> None:
+        old = getattr(self._local, "ws", None)
+        with self._all_lock:
+            if old is not None:
+                self._all.discard(old)
+            if ws is not None:
+                self._all.add(ws)
+        self._local.ws = ws
 
     @property
     def ours(self) -> bool:
@@ -138,7 +165,10 @@ class OpenPIClientAgent(Agent):
         log.info("connected to %s (%s)", self.uri, metadata.get("server", "openpi"))
         if self.ours and self._benchmark is not None:
             # a fresh connection may reach a restarted server: configure it again
-            ws.send(wire.packb({"__control__": "configure", "benchmark": self._benchmark, "protocol": self._protocol}))
+            ws.send(wire.packb({
+                "__control__": "configure", "benchmark": self._benchmark, "protocol": self._protocol,
+                "client_run": self.client_run,  # keeps this client's env ids apart from other clients'
+            }))  # fmt: skip
             reply = self._reply(ws)
             if isinstance(reply, dict):  # chunk sizes as configured for this benchmark
                 self.server_metadata.update({k: v for k, v in reply.items() if k != "ok"})
@@ -301,4 +331,17 @@ class OpenPIClientAgent(Agent):
     def close(self) -> None:
         if self.stats:
             log.info("openpi client %s: %s", self.uri, dict(self.stats))
+        if self._ws is not None and self.ours:  # let the server drop this run's state; best effort
+            try:
+                self._ws.send(wire.packb({"__control__": "close"}))
+                self._reply(self._ws)
+            except Exception:  # the server may be gone already
+                pass
         self._drop()
+        with self._all_lock:
+            others, self._all = list(self._all), set()
+        for ws in others:  # connections of other threads
+            try:
+                ws.close()
+            except Exception:  # already broken: nothing to release
+                pass

@@ -34,7 +34,8 @@ def spec(**env_kwargs: Any) -> EnvSpec:
 def run(
     agent: Any, num_envs: int = 1, episodes: Sequence = PLAN, start_method: str = "fork", **kwargs: Any
 ) -> tuple[dict[int, Any], LocalRunner]:
-    runner_opts = {k: kwargs.pop(k) for k in ("max_retries", "call_timeout_s") if k in kwargs}
+    options = ("max_retries", "call_timeout_s", "scheduler", "min_batch", "max_wait_s")
+    runner_opts = {k: kwargs.pop(k) for k in options if k in kwargs}
     runner = LocalRunner(spec(**kwargs), "toy", PROTOCOL.to_dict(), num_envs=num_envs, start_method=start_method,
                          **runner_opts)  # fmt: skip
     with runner:
@@ -67,7 +68,8 @@ def test_instructions_arrive_intact_and_agent_resets_once_per_episode() -> None:
     agent = toy_env.ConstantAgent(w=0.4)
     # Slow steps, so that both workers are up long before the plan is done (a busy machine can start the
     # second worker late) and the agent sees batches of two.
-    records, _ = run(agent, num_envs=2, step_sleep=0.05)
+    # The pipeline calls the agent as soon as it is free; min_batch=2 makes it wait for both envs.
+    records, _ = run(agent, num_envs=2, step_sleep=0.05, min_batch=2, max_wait_s=30.0)
     languages = {text for _, batch in agent.calls for text in batch}
     assert languages == set(toy_env.INSTRUCTIONS.values())  # never blank or mangled
     assert sum(len(ids) for ids in agent.resets) == len(PLAN)

@@ -213,7 +213,8 @@ def test_dropped_connection_reconnects_and_reconfigures(serving) -> None:
     time.sleep(0.1)
     np.testing.assert_array_equal(client.act(obs, [0, 1]), first)
     assert client.stats["reconnects"] == 1 and client.stats["connects"] == 2
-    assert agent.configured == [("libero_long", {"a": 1})] * 2  # the new connection configured it again
+    # the new connection configured the same again: the agent keeps its state (configured once)
+    assert agent.configured == [("libero_long", {"a": 1})]
     assert server.counters["connections"] == 2
 
 
