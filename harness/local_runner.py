@@ -23,7 +23,7 @@ invalid chunk) ends that env's episode as an error; in a batch, the envs are ret
 whose observation makes the agent fail is charged.
 
 Watchdog (on by default, ``watchdog: false`` turns it off): a reset, step or agent call that takes longer than
-a generous per-benchmark bound (:data:`WATCHDOG_BOUNDS`, overridable with ``watchdog_s``) is a hang (a stuck
+a generous per-benchmark bound (its ``watchdog_bounds``, overridable with ``watchdog_s``) is a hang (a stuck
 EGL/MuJoCo context, a deadlocked driver). A hung env worker is killed, restarted and its episode re-run; a hung
 agent call (pipeline scheduler) is abandoned, a fresh agent is built and every episode in progress is re-run,
 since the fresh agent lacks their state. ``watchdog_kills`` counts them; re-runs show as ``attempts`` > 1.
@@ -49,18 +49,13 @@ from harness.runner import AgentSource, EpisodeResult, Runner
 from harness.workers import EnvSpec, EnvWorker, WorkerError, wait_any
 from policies.base import Agent
 from tasks.plan import EpisodeKey
+from tasks.registry import benchmark_watchdog_bounds
 
 log = logging.getLogger(__name__)
 
 SCHEDULERS = ("pipeline", "lockstep")
-#: Generous bounds in seconds of one env reset (a fresh worker's first reset includes building its env), one
-#: env step, and one agent call (the first may compile or warm up) per benchmark: tens to hundreds of times
-#: what a healthy call takes on a loaded machine, so that only a hang reaches them.
-WATCHDOG_BOUNDS: dict[str, dict[str, float]] = {
-    "libero_long": {"reset": 600.0, "step": 60.0, "agent": 600.0},
-    "calvin": {"reset": 600.0, "step": 60.0, "agent": 600.0},
-    "simpler_bridge": {"reset": 600.0, "step": 60.0, "agent": 600.0},
-}
+#: Bounds for envs of no registered benchmark (the toy env of the tests); a benchmark declares its own
+#: (``watchdog_bounds`` in its tasks module).
 DEFAULT_WATCHDOG: dict[str, float] = {"reset": 600.0, "step": 120.0, "agent": 600.0}
 
 
@@ -641,7 +636,7 @@ def _watchdog_bounds(
     """Per call kind, the watchdog's bound in seconds (None: unbounded)."""
     bounds: dict[str, float | None] = {"reset": None, "step": None, "call": None, "agent": None}
     if watchdog:
-        defaults = WATCHDOG_BOUNDS.get(benchmark, DEFAULT_WATCHDOG)
+        defaults = dict(benchmark_watchdog_bounds(benchmark) or DEFAULT_WATCHDOG)
         bounds.update(defaults)
         bounds["call"] = defaults["reset"]
         for kind, value in (overrides or {}).items():

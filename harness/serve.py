@@ -56,7 +56,7 @@ from vla_gym.contract import LANGUAGE_CHARSET, MAX_LANGUAGE_LENGTH
 log = logging.getLogger("harness.serve")
 
 PROTOCOL_VERSION = 2
-# openpi's LIBERO keys -> our contract keys; contract keys are always accepted as themselves
+# openpi's observation keys (as its example clients send them) -> our contract keys; contract keys are always accepted as themselves
 DEFAULT_KEYS: dict[str, str] = {
     "observation/image": "image",
     "observation/wrist_image": "wrist_image",

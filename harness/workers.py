@@ -1,7 +1,7 @@
 """Env worker processes: one env per process, built inside the process, driven over a pipe.
 
 Why not ``gymnasium.vector.AsyncVectorEnv`` (1.4) directly: it builds one env in the parent process to read
-the spaces (for LIBERO: seconds, gigabytes and a GL context in the harness), sends one ``options`` dict to
+the spaces (for a MuJoCo benchmark: seconds, gigabytes and a GL context in the harness), sends one ``options`` dict to
 every env, steps all envs together (a finished env with autoreset disabled cannot sit out a step), and a
 crash in one worker takes the whole vector env down. The harness needs per-env resets to chosen episodes,
 envs that idle between episodes, and one worker restarted on its own. So each worker here is a small loop

@@ -43,6 +43,7 @@ class Benchmark(TypingProtocol):
     headline_is_rate: bool
     binary_scores: bool
     EPISODE_METRICS: Mapping[str, MetricField]
+    watchdog_bounds: Mapping[str, float]  # seconds per reset / step / agent call before the harness calls it a hang
 
     def summarize(
         self, records: Sequence[Record], planned: int | None = None, protocol: Any = None
@@ -70,3 +71,8 @@ def get_benchmark(name: str) -> Benchmark:
         raise KeyError(f"unknown benchmark {name!r}; known: {sorted(BENCHMARKS)}")
     module, _, attribute = BENCHMARKS[name].partition(":")
     return getattr(importlib.import_module(module), attribute or "BENCHMARK")
+
+
+def benchmark_watchdog_bounds(name: str) -> Mapping[str, float] | None:
+    """The watchdog bounds a registered benchmark declares; None for a name that is not registered."""
+    return get_benchmark(name).watchdog_bounds if name in BENCHMARKS else None

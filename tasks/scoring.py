@@ -159,6 +159,10 @@ class Scoring:
     headline_is_rate = True  # the headline is a proportion (shown as a percentage, Wilson interval)
     binary_scores = True  # episode_score is 0/1 (paired tests: McNemar's exact test, else the sign test)
     EPISODE_METRICS: Mapping[str, MetricField] = {}
+    #: The harness watchdog's bounds in seconds: one env reset (a fresh worker's first reset builds its env),
+    #: one env step, one agent call (the first may compile or warm up). Tens to hundreds of times what a
+    #: healthy call takes on a loaded machine, so that only a hang reaches them.
+    watchdog_bounds: Mapping[str, float] = {"reset": 600.0, "step": 60.0, "agent": 600.0}
 
     # ---- numbers
     def summarize(
