@@ -242,6 +242,7 @@ class CalvinBenchmark(Scoring):
 
     name = NAME
     env_id = ENV_ID
+    entry_point = "vla_gym.calvin.env:CalvinEnv"  # registered by vla_gym from this declaration
     task_names = TASK_NAMES
     headline_name = "avg_len"
     headline_is_rate = False

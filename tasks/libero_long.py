@@ -178,8 +178,9 @@ class LiberoSuiteBenchmark(Scoring):
     EPISODE_METRICS = EPISODE_METRICS
     simulator_packages = ("mujoco", "robosuite", "hf-libero", "bddl")
 
-    def __init__(self, name: str, env_id: str, suite: str, title: str) -> None:
+    def __init__(self, name: str, env_id: str, suite: str, title: str, env_class: str) -> None:
         self.name, self.env_id, self.suite, self.title = name, env_id, suite, title
+        self.entry_point = f"vla_gym.libero.env:{env_class}"  # registered by vla_gym from this declaration
         self.task_names = SUITE_TASKS[suite]
         self.protocols = PROTOCOLS if suite == SUITE else suite_protocols(name, suite)
 
@@ -196,4 +197,4 @@ class LiberoSuiteBenchmark(Scoring):
 
 
 LiberoLongBenchmark = LiberoSuiteBenchmark
-BENCHMARK = LiberoSuiteBenchmark(NAME, ENV_ID, SUITE, "LIBERO-Long")
+BENCHMARK = LiberoSuiteBenchmark(NAME, ENV_ID, SUITE, "LIBERO-Long", "LiberoLongEnv")

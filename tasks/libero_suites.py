@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from tasks.libero_long import LiberoSuiteBenchmark
 
-SPATIAL = LiberoSuiteBenchmark("libero_spatial", "VLA/LiberoSpatial-v0", "libero_spatial", "LIBERO-Spatial")
-OBJECT = LiberoSuiteBenchmark("libero_object", "VLA/LiberoObject-v0", "libero_object", "LIBERO-Object")
-GOAL = LiberoSuiteBenchmark("libero_goal", "VLA/LiberoGoal-v0", "libero_goal", "LIBERO-Goal")
-LIBERO_90 = LiberoSuiteBenchmark("libero_90", "VLA/Libero90-v0", "libero_90", "LIBERO-90")
+SPATIAL = LiberoSuiteBenchmark("libero_spatial", "VLA/LiberoSpatial-v0", "libero_spatial", "LIBERO-Spatial", "LiberoSpatialEnv")
+OBJECT = LiberoSuiteBenchmark("libero_object", "VLA/LiberoObject-v0", "libero_object", "LIBERO-Object", "LiberoObjectEnv")
+GOAL = LiberoSuiteBenchmark("libero_goal", "VLA/LiberoGoal-v0", "libero_goal", "LIBERO-Goal", "LiberoGoalEnv")
+LIBERO_90 = LiberoSuiteBenchmark("libero_90", "VLA/Libero90-v0", "libero_90", "LIBERO-90", "Libero90Env")

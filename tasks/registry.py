@@ -28,6 +28,7 @@ BENCHMARKS = {
 class Benchmark(TypingProtocol):
     name: str  # key in BENCHMARKS
     env_id: str  # gymnasium id, e.g. "VLA/LiberoLong-v0"
+    entry_point: str  # "module:Class" of its env; vla_gym registers env_id -> entry_point from this
     task_names: tuple[str, ...]
 
     def protocol(self, name: str | None = None, **overrides: Any) -> Protocol:

@@ -161,6 +161,7 @@ class SimplerBridgeBenchmark(Scoring):
 
     name = NAME
     env_id = ENV_ID
+    entry_point = "vla_gym.bridge.env:SimplerBridgeEnv"  # registered by vla_gym from this declaration
     task_names = TASK_NAMES
     EPISODE_METRICS = EPISODE_METRICS
     simulator_packages = ("mani-skill", "sapien")
