@@ -177,13 +177,20 @@ CONFIGS = ["qwen3vl2b", "qwen3vl4b", "qwen3vl8b", "qwen3vl30b-a3b", "qwen25vl3b"
            "kosmos2"]
 
 
+def _policy_config(name: str):  # noqa: ANN202 - a DictConfig
+    """conf/policy/<name>.yaml as a user's ``policy=<name>`` composes it (with its defaults list)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        return compose(config_name="config", overrides=[f"policy={name}"]).policy
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 def test_policy_configs_compose(name: str) -> None:
-    from omegaconf import OmegaConf
 
     from policies.vlm4vla.families import get_family
 
-    cfg = OmegaConf.load(REPO / "conf" / "policy" / f"{name}.yaml")
+    cfg = _policy_config(name)
     assert cfg._target_ == "policies.vlm4vla.VLM4VLAAgent"
     family = get_family(cfg.family)
     assert cfg.model_path.split("/")[0] in ("Qwen", "google", "microsoft")
@@ -194,9 +201,8 @@ def test_policy_configs_compose(name: str) -> None:
 
 def test_policy_config_instantiates_a_tiny_agent() -> None:
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(REPO / "conf" / "policy" / "kosmos2.yaml")
+    cfg = _policy_config("kosmos2")
     cfg.model_path = "tiny"
     agent = instantiate(cfg)
     agent.configure("libero_long", {})

@@ -36,13 +36,18 @@ def test_chunk_equals_single_steps(shared_data):
         chunked.step(bad)
 
 
+def _calvin_as_arrays(data: str):  # noqa: ANN202 - a gymnasium env
+    return LanguageAsArray(gym.make("VLA/Calvin-v0", protocol="vlm4vla_static", data_dir=data))
+
+
 def test_language_survives_shared_memory_vector_env(shared_data):
-    def make():
-        return LanguageAsArray(make_calvin(shared_data))
+    from functools import partial
 
     expected = make_calvin(shared_data).reset(options={"episode": 0})[0]["language"]
     assert " " in expected  # a real instruction, with the characters shared memory used to blank
-    envs = gym.vector.AsyncVectorEnv([make, make], shared_memory=True, context="fork")
+    make = partial(_calvin_as_arrays, str(shared_data / "calvin"))
+    # spawned workers: this process has started EGL, which does not survive a fork
+    envs = gym.vector.AsyncVectorEnv([make, make], shared_memory=True, context="spawn")
     try:
         obs, _ = envs.reset(options={"episode": 0})
         assert decode_language(obs["language"]) == [expected, expected]
