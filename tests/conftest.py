@@ -31,3 +31,20 @@ def _one_torch_thread() -> None:
     except ImportError:
         return
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def serving():  # noqa: ANN201 - a factory of started policy servers
+    """``serving(agent, **kwargs)`` starts a policy server on a free loopback port; all stop after the test."""
+    from harness.serve import PolicyServer
+
+    servers: list[PolicyServer] = []
+
+    def start(agent, **kwargs) -> PolicyServer:  # noqa: ANN001
+        server = PolicyServer(agent, port=0, log_every_s=0, **kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

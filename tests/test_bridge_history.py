@@ -126,21 +126,14 @@ def _maniskill3_run(
     from mani_skill.envs.tasks.digital_twins.base_env import BaseDigitalTwinEnv
     from mani_skill.envs.tasks.digital_twins.bridge_dataset_eval import put_on_in_scene
 
-    from vla_gym.bridge.scenes import asset_root
+    from vla_gym.bridge.scenes import asset_root, camera_config
 
     # ManiSkill keeps its green-screen lists on the class: an env made earlier in this process (another
     # task) would leave its objects in them. Start from the state of a new process.
     monkeypatch.setattr(BaseDigitalTwinEnv, "_objects_to_remove_from_greenscreen", [])
     monkeypatch.setattr(BaseDigitalTwinEnv, "_rgb_overlay_images", {})
 
-    fx, fy, cx, cy = protocol.intrinsics()
-    camera = {
-        protocol.camera: {
-            "width": protocol.render_width,
-            "height": protocol.render_height,
-            "intrinsic": np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]]),
-        }
-    }
+    camera = camera_config(protocol)
     with asset_root(data_root):
         env = getattr(put_on_in_scene, MANISKILL3_CLASSES[task])(
             obs_mode="rgb+segmentation",

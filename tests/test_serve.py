@@ -42,18 +42,6 @@ def _obs(batch: int, seed: int = 0, wrist: bool = True, proprio: bool = True) ->
     return obs
 
 
-@pytest.fixture
-def serving() -> Iterator:
-    servers: list[PolicyServer] = []
-
-    def start(agent, **kwargs) -> PolicyServer:
-        server = PolicyServer(agent, port=0, log_every_s=0, **kwargs).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def _client(server: PolicyServer, **kwargs) -> OpenPIClientAgent:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,18 +25,6 @@ pytestmark = [
 BRIDGE = {"simpler_bridge": {"keys": {"image": "image", "language": "language"}}}
 
 
-@pytest.fixture
-def serving() -> Iterator:
-    servers: list[PolicyServer] = []
-
-    def start(agent: Any, **kwargs: Any) -> PolicyServer:
-        server = PolicyServer(agent, port=0, log_every_s=0, **kwargs).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def _client(server: PolicyServer) -> OpenPIClientAgent:

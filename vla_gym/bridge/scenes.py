@@ -178,6 +178,18 @@ SCENE_CLASSES: dict[str, type] = {
 }
 
 
+def camera_config(protocol: SimplerBridgeProtocol) -> dict[str, dict[str, Any]]:
+    """ManiSkill's sensor config for the protocol's camera: its render size and intrinsics."""
+    fx, fy, cx, cy = protocol.intrinsics()
+    return {
+        protocol.camera: {
+            "width": protocol.render_width,
+            "height": protocol.render_height,
+            "intrinsic": np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]]),
+        }
+    }
+
+
 def build_scene(task: str, protocol: SimplerBridgeProtocol, data_root: Path) -> Any:
     """A ManiSkill env for ``task`` rendering the protocol's camera (single env, CPU physics)."""
     if task not in SCENE_CLASSES:
@@ -189,14 +201,7 @@ def build_scene(task: str, protocol: SimplerBridgeProtocol, data_root: Path) -> 
             layouts = EGGPLANT_MANISKILL3
         else:
             extra["simpler_settle"] = True
-    fx, fy, cx, cy = protocol.intrinsics()
-    camera = {
-        protocol.camera: {
-            "width": protocol.render_width,
-            "height": protocol.render_height,
-            "intrinsic": np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]]),
-        }
-    }
+    camera = camera_config(protocol)
     with asset_root(data_root):
         return SCENE_CLASSES[task](
             layouts=layouts,
