@@ -158,8 +158,8 @@ def test_native_mode_needs_exact_gripper(calvin_dir: Path) -> None:
 @pytest.mark.parametrize(
     "options, exc, match",
     [
-        ({"episode": 1000}, ValueError, "out of range"),
-        ({"episode": -1}, ValueError, "out of range"),
+        ({"episode": 1000}, ValueError, "not in the vlm4vla plan of calvin"),
+        ({"episode": -1}, ValueError, "not in the vlm4vla plan of calvin"),
         ({"task": "open_the_fridge"}, KeyError, "unknown CALVIN task"),
         ({"tasks": ["open_drawer", "fly"]}, KeyError, "unknown CALVIN task"),
         ({"condition": {"led": 1}}, ValueError, "needs 'task'"),

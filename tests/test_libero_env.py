@@ -358,13 +358,13 @@ def test_bad_actions_are_refused(env, action, message):
 @pytest.mark.parametrize(
     "options, error, message",
     [
-        ({"episode": 500}, KeyError, "not in the vlm4vla plan"),
-        ({"episode": -1}, KeyError, "not in the vlm4vla plan"),
+        ({"episode": 500}, ValueError, "not in the vlm4vla plan"),
+        ({"episode": -1}, ValueError, "not in the vlm4vla plan"),
         ({"episode": "3"}, ValueError, "must be int"),
         ({"episode": 1.0}, ValueError, "must be int"),
-        ({"task": 10, "init_state": 0}, KeyError, "out of range"),
+        ({"task": 10, "init_state": 0}, ValueError, "out of range"),
         ({"task": "NO_SUCH_TASK", "init_state": 0}, KeyError, "unknown LIBERO-Long task"),
-        ({"task": 0, "init_state": 50}, KeyError, "does not exist"),
+        ({"task": 0, "init_state": 50}, ValueError, "does not exist"),
         ({"init_state": 2}, ValueError, "needs options\\['task'\\]"),
         ({"episode": 2, "task": 0}, ValueError, "not both"),
         ({"epsiode": 2}, KeyError, "unknown reset option"),
@@ -381,7 +381,7 @@ def test_bad_constructor_arguments(cache):
         gym.make("VLA/LiberoLong-v0", action_mode="absolute")
     with pytest.raises(KeyError, match="unknown libero_long protocol"):
         gym.make("VLA/LiberoLong-v0", protocol="libero90")
-    with pytest.raises(KeyError, match="episode_pool entry 900"):
+    with pytest.raises(ValueError, match="episode_pool entry 900"):
         gym.make("VLA/LiberoLong-v0", episode_pool=[900])
     env = gym.make("VLA/LiberoLong-v0", cache_dir=cache).unwrapped
     with pytest.raises(RuntimeError, match="reset"):

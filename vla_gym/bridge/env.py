@@ -30,53 +30,36 @@ vla-gym contract.
 from __future__ import annotations
 
 import collections
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from tasks.plan import EpisodeKey
-from tasks.simpler_bridge import BENCHMARK, NAME, TASK_NAMES, SimplerBridgeProtocol, instruction
+from tasks.simpler_bridge import NAME, TASK_NAMES, SimplerBridgeProtocol, instruction
+from vla_gym.base import VLAEnv
 from vla_gym.bridge.assets import BridgeAssets, resolve_assets
 from vla_gym.bridge.layouts import LAYOUTS
 from vla_gym.bridge.rotation import euler_xyz_to_axis_angle, quat_to_euler_xyz
 from vla_gym.bridge.vulkan import ensure_vulkan_driver, explain_render_failure
-from vla_gym.contract import (
-    IMAGE_SIZE,
-    EpisodeOverError,
-    action_space,
-    check_action_mode,
-    check_reset_options,
-    observation_space,
-    out_of_range,
-    validate_action,
-)
+from vla_gym.contract import IMAGE_SIZE, action_space, observation_space, validate_action
 from vla_gym.images import resize_square
 
 PROPRIO_DIM = 7
 # ManiSkill3 WidowX Bridge controller config: pos_lower/upper, rot_lower/upper, normalised gripper
 ACTION_LOW = (-1.0, -1.0, -1.0, -np.pi / 2, -np.pi / 2, -np.pi / 2, -1.0)
 ACTION_HIGH = (1.0, 1.0, 1.0, np.pi / 2, np.pi / 2, np.pi / 2, 1.0)
-_RESET_OPTIONS: dict[str, type | tuple[type, ...]] = {"episode": int, "task": (str, int), "episode_id": int}
 
 
-def _make_protocol(
-    protocol: str | SimplerBridgeProtocol | None, overrides: dict | None
-) -> SimplerBridgeProtocol:
-    if isinstance(protocol, SimplerBridgeProtocol):
-        return protocol.replace(**overrides) if overrides else protocol  # type: ignore[return-value]
-    if protocol is None or isinstance(protocol, str):
-        return BENCHMARK.protocol(protocol, **(overrides or {}))
-    raise TypeError(
-        f"protocol must be a name, a SimplerBridgeProtocol or None, got {type(protocol).__name__}"
-    )
-
-
-class SimplerBridgeEnv(gym.Env):
+class SimplerBridgeEnv(VLAEnv):
     """SimplerEnv-Bridge (see the module docstring). Scenes are built lazily, one per task, and cached."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 5}
+    benchmark = NAME
+    EXTRA_RESET_OPTIONS = {"task": (str, int), "episode_id": int}
+    CAN_SKIP_CAMERAS = False  # the observation and the success check come from one ManiSkill step
+    protocol: SimplerBridgeProtocol
 
     def __init__(
         self,
@@ -88,18 +71,12 @@ class SimplerBridgeEnv(gym.Env):
         download_assets: bool = True,
         task_cache_size: int | None = None,
         render_mode: str | None = None,
+        episode_pool: list[int] | None = None,
     ) -> None:
-        self.benchmark = NAME
-        self.protocol: SimplerBridgeProtocol = _make_protocol(protocol, protocol_overrides)
-        self.protocol_digest = self.protocol.digest
-        self.episode_plan: list[EpisodeKey] = BENCHMARK.episode_plan(self.protocol)
-        self.action_mode = check_action_mode(action_mode)
+        super().__init__(
+            protocol, protocol_overrides, action_mode=action_mode, render_mode=render_mode, episode_pool=episode_pool
+        )
         self.proprio = bool(proprio)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
-            )
-        self.render_mode = render_mode
         if task_cache_size is not None and task_cache_size < 1:
             raise ValueError(
                 f"task_cache_size must be >= 1 or None (keep every task's scene), got {task_cache_size}"
@@ -122,13 +99,10 @@ class SimplerBridgeEnv(gym.Env):
         self._scene: Any = None
         self._task: str | None = None
         self._task_index = -1
-        self._episode = -1
         self._episode_id = -1
         self._steps = 0
         self._max_steps = 0
-        self._over = True
         self._clipped = 0
-        self._out_of_range = 0
         self._last_frame: np.ndarray | None = None
         self._last_info: dict[str, Any] = {}
 
@@ -154,26 +128,21 @@ class SimplerBridgeEnv(gym.Env):
         return scene
 
     # ------------------------------------------------------------------ reset
-    def _choose(self, options: dict[str, Any]) -> tuple[int, str, int]:
-        """(plan index or -1, task, episode_id) from reset options, or from the seeded RNG without them."""
-        if "episode" in options:
-            if "task" in options or "episode_id" in options:
-                raise ValueError("reset options: give either 'episode' or 'task' (+ 'episode_id'), not both")
-            k = int(options["episode"])
-            if not 0 <= k < len(self.episode_plan):
-                raise ValueError(
-                    f"episode must be in 0..{len(self.episode_plan) - 1} for this protocol, got {k}"
-                )
-            key = self.episode_plan[k]
-            return k, key.task, key.within_task
-        if "task" in options:
+    def _key_from_options(self, options: Mapping[str, Any]) -> EpisodeKey | None:
+        if "episode" in options and ("task" in options or "episode_id" in options):
+            raise ValueError("reset options: give either 'episode' or 'task' (+ 'episode_id'), not both")
+        return super()._key_from_options(options)
+
+    def _choose(self, key: EpisodeKey | None, options: Mapping[str, Any]) -> tuple[int, str, int]:
+        """(plan index or -1, task, episode_id) from the plan's key, the options or the seeded RNG."""
+        if key is None and "task" in options:
             task = options["task"]
             if isinstance(task, str):
                 if task not in TASK_NAMES:
                     raise KeyError(f"unknown {NAME} task {task!r}; known: {list(TASK_NAMES)}")
             else:
                 if not 0 <= int(task) < len(TASK_NAMES):
-                    raise KeyError(f"task index must be in 0..{len(TASK_NAMES) - 1}, got {task}")
+                    raise ValueError(f"task index must be in 0..{len(TASK_NAMES) - 1}, got {task}")
                 task = TASK_NAMES[int(task)]
             count = LAYOUTS[task].count
             if "episode_id" in options:
@@ -187,26 +156,16 @@ class SimplerBridgeEnv(gym.Env):
             raise ValueError(
                 "reset option 'episode_id' needs 'task' too (or use 'episode': k for the plan's k-th)"
             )
-        k = int(self.np_random.integers(len(self.episode_plan)))
-        key = self.episode_plan[k]
-        return k, key.task, key.within_task
+        key = key or self.draw_episode()
+        return key.index, key.task, key.within_task
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        super().reset(seed=seed)
-        episode, task, episode_id = self._choose(check_reset_options(options, _RESET_OPTIONS))
+    def _start_episode(self, key: EpisodeKey | None, options: dict[str, Any]) -> tuple[dict, dict]:
+        episode, task, episode_id = self._choose(key, options)
         scene = self._scene_for(task)
         ms_obs, ms_info = scene.start_episode(episode_id)  # a fresh PhysX scene: history-free
         self._scene, self._task, self._task_index = scene, task, TASK_NAMES.index(task)
         self._episode, self._episode_id = episode, episode_id
-        self._steps, self._max_steps, self._over, self._clipped = (
-            0,
-            self.protocol.max_steps_for(task),
-            False,
-            0,
-        )
-        self._out_of_range = 0
+        self._steps, self._max_steps, self._clipped = 0, self.protocol.max_steps_for(task), 0
         obs = self._observation(ms_obs)
         info = self._info(ms_info)
         return obs, info
@@ -223,14 +182,8 @@ class SimplerBridgeEnv(gym.Env):
         out[6] = a[6]
         return out
 
-    def step(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
-        if self._scene is None:
-            raise RuntimeError("call reset() before step()")
-        if self._over:
-            raise EpisodeOverError()
-        native = self.to_native_action(action)
-        if out_of_range(validate_action(action), self.action_space):
-            self._out_of_range += 1
+    def _advance(self, action: Any, checked: np.ndarray) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+        native = self.to_native_action(checked)
         if abs(float(native[6])) > 1.0:
             self._clipped += 1  # ManiSkill's gripper controller clips to [-1, 1]
         ms_obs, _, _, _, ms_info = self._scene.step(native)
@@ -239,8 +192,7 @@ class SimplerBridgeEnv(gym.Env):
         info = self._info(ms_info)
         terminated = self.protocol.success == "first_step" and info["success"]
         truncated = not terminated and self._steps >= self._max_steps
-        self._over = terminated or truncated
-        if self._over:
+        if terminated or truncated:
             info["episode_metrics"] = {
                 "grasped_any": info["grasped_any"],
                 "grasped_consecutive": info["grasped_consecutive"],

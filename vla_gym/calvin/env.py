@@ -39,15 +39,16 @@ and applied as calvin_env applies it (``MAX_REL_POS`` / ``MAX_REL_ORN``, no clip
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Mapping
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from tasks.calvin import BENCHMARK, TASK_NAMES, CalvinProtocol, instruction, single_task_for
+from tasks.plan import EpisodeKey
 from tasks.protocol import Protocol
 from vla_gym import contract
+from vla_gym.base import VLAEnv
 from vla_gym.calvin import predicates
 from vla_gym.calvin.assets import resolve_data_dir
 from vla_gym.calvin.conditions import load_chains, scene_obs_for
@@ -56,22 +57,16 @@ from vla_gym.calvin.scene import BLOCKS
 from vla_gym.calvin.world import CalvinWorld
 from vla_gym.images import resize_square
 
-_RESET_OPTIONS = {"episode": int, "task": str, "tasks": (list, tuple), "condition": dict}
 PROPRIO_DIM = 15  # robot_obs
 
 
-def _make_protocol(protocol: str | Protocol | None, overrides: dict[str, Any] | None) -> CalvinProtocol:
-    if protocol is None or isinstance(protocol, str):
-        return BENCHMARK.protocol(protocol, **(overrides or {}))
-    if not isinstance(protocol, CalvinProtocol):
-        raise TypeError(f"protocol must be a name, a CalvinProtocol or None, got {type(protocol).__name__}")
-    return protocol.replace(**overrides) if overrides else protocol  # type: ignore[return-value]
-
-
-class CalvinEnv(gym.Env):
+class CalvinEnv(VLAEnv):
     """Scene D of CALVIN with the published evaluation protocol (see the module docstring)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+    benchmark = BENCHMARK.name
+    EXTRA_RESET_OPTIONS = {"task": str, "tasks": (list, tuple), "condition": dict}
+    protocol: CalvinProtocol
 
     def __init__(
         self,
@@ -83,17 +78,17 @@ class CalvinEnv(gym.Env):
         download: bool = True,
         render_mode: str | None = None,
         render_cameras: bool = True,
+        episode_pool: list[int] | None = None,
     ) -> None:
-        super().__init__()
-        self.benchmark = BENCHMARK.name
-        self.protocol = _make_protocol(protocol, protocol_overrides)
-        self.protocol_digest = self.protocol.digest
-        self.episode_plan = BENCHMARK.episode_plan(self.protocol)
-        self.action_mode = contract.check_action_mode(action_mode)
+        super().__init__(
+            protocol,
+            protocol_overrides,
+            action_mode=action_mode,
+            render_mode=render_mode,
+            episode_pool=episode_pool,
+            render_cameras=render_cameras,
+        )
         self.proprio = bool(proprio)
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.render_mode = render_mode
         self.data_dir = resolve_data_dir(data_dir, download_missing=download)
         self.chains = load_chains(self.data_dir)
         if len(self.chains) < self.protocol.num_chains:
@@ -106,23 +101,13 @@ class CalvinEnv(gym.Env):
         # Built at the first reset, not here: gymnasium's AsyncVectorEnv builds an env in the parent only to read
         # its spaces and then forks, and an EGL context made before a fork hangs the children.
         self._world: CalvinWorld | None = None
-        self._render_cameras = bool(render_cameras)
-        if not self._render_cameras:
-            warnings.warn(
-                "CalvinEnv(render_cameras=False): every image is black; only agents that read privileged_state() "
-                "(the scripted expert) can act on it",
-                stacklevel=2,
-            )
         self._tasks: tuple[str, ...] = ()
-        self._episode = -1
         self._index = 0
         self._start: predicates.Snapshot | None = None
         self._subtask_steps: list[int] = []
         self._subtask_success: list[bool] = []
         self._gripper_thresholded = 0
-        self._out_of_range = 0
         self._steps = 0
-        self._done = True
         self._last_obs: dict[str, Any] | None = None
 
     @property
@@ -139,10 +124,13 @@ class CalvinEnv(gym.Env):
         return self._world
 
     # ----------------------------------------------------------------------------------------------- reset
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
-        super().reset(seed=seed)
-        opts = contract.check_reset_options(options, _RESET_OPTIONS)
-        condition, tasks, episode = self._choose(opts)
+    def _key_from_options(self, options: Mapping[str, Any]) -> EpisodeKey | None:
+        if "task" in options or "tasks" in options:
+            return None  # "episode" then names the chain whose scene the custom tasks start from
+        return super()._key_from_options(options)
+
+    def _start_episode(self, key: EpisodeKey | None, options: dict[str, Any]) -> tuple[dict, dict]:
+        condition, tasks, episode = self._choose(key, options)
         self.world.reset_to(scene_obs_for(condition))
         self._tasks = tasks
         self._episode = episode
@@ -150,23 +138,14 @@ class CalvinEnv(gym.Env):
         self._subtask_steps = [0]
         self._subtask_success = []
         self._gripper_thresholded = 0
-        self._out_of_range = 0
         self._steps = 0
-        self._done = False
         self._start = self._snapshot()
         obs = self._observe()
         return obs, self._info(subtask_changed=True, subtask_success=False)
 
-    def _choose(self, opts: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...], int]:
-        n = self.protocol.num_chains
-        if "episode" in opts:
-            k = int(opts["episode"])
-            if not 0 <= k < n:
-                raise ValueError(f"reset option episode={k} is out of range: the protocol has chains 0..{n - 1}")
-        elif self.protocol.tasks:
-            k = self.episode_plan[int(self.np_random.integers(len(self.episode_plan)))].index
-        else:
-            k = int(self.np_random.integers(n))
+    def _choose(
+        self, key: EpisodeKey | None, opts: dict[str, Any]
+    ) -> tuple[dict[str, Any], tuple[str, ...], int]:
         if "task" in opts and "tasks" in opts:
             raise ValueError("give either reset option 'task' or 'tasks', not both")
         custom: tuple[str, ...] | None = None
@@ -179,28 +158,29 @@ class CalvinEnv(gym.Env):
         if custom is not None:
             for task in custom:
                 instruction(task)  # KeyError naming the known tasks
-        if "condition" in opts:
-            if custom is None:
-                raise ValueError("reset option 'condition' needs 'task' or 'tasks' (which tasks to run from it)")
+        elif "condition" in opts:
+            raise ValueError("reset option 'condition' needs 'task' or 'tasks' (which tasks to run from it)")
+        if custom is not None and "condition" in opts:
             return dict(opts["condition"]), custom, -1
+        if custom is not None and "episode" in opts:
+            k = int(opts["episode"])  # a chain's scene: any chain of the protocol, planned or not
+            n = self.protocol.num_chains
+            if not 0 <= k < n:
+                raise ValueError(f"reset option episode={k} is out of range: the protocol has chains 0..{n - 1}")
+        else:
+            k = (key or self.draw_episode()).index
         condition, chain_tasks = self.chains[k]
-        if custom is None and self.protocol.tasks:
+        if custom is not None:
+            return condition, custom, k if "episode" in opts else -1
+        if self.protocol.tasks:
             task = single_task_for(condition, self.protocol.tasks)
-            if task is None:
-                raise ValueError(
-                    f"none of the protocol's single tasks {list(self.protocol.tasks)} applies in chain {k}'s scene; "
-                    "pick an episode of env.unwrapped.episode_plan"
-                )
+            assert task is not None, f"chain {k} is in the plan, so one of the protocol's tasks applies"
             return condition, (task,), k
-        if custom is None:
-            return condition, chain_tasks[: self.protocol.chain_length], k
-        return condition, custom, k if "episode" in opts else -1
+        return condition, chain_tasks[: self.protocol.chain_length], k
 
     # ------------------------------------------------------------------------------------------------ step
-    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
-        if self._done:
-            raise contract.EpisodeOverError()
-        act = self._convert(action)
+    def _advance(self, action: Any, checked: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        act = self._convert(checked)
         self.world.step(act)
         self._steps += 1
         self._subtask_steps[-1] += 1
@@ -222,7 +202,6 @@ class CalvinEnv(gym.Env):
         elif self._subtask_steps[-1] >= self.protocol.max_steps_per_subtask:
             self._subtask_success.append(False)
             terminated = True
-        self._done = terminated
         obs = self._observe()
         info = self._info(subtask_changed=changed, subtask_success=solved)
         if terminated:
@@ -236,10 +215,8 @@ class CalvinEnv(gym.Env):
         reward = 1.0 if solved else 0.0
         return obs, reward, terminated, False, info
 
-    def _convert(self, action: Any) -> np.ndarray:
-        act = contract.validate_action(action).astype(np.float64)
-        if contract.out_of_range(act, self.action_space):
-            self._out_of_range += 1
+    def _convert(self, checked: np.ndarray) -> np.ndarray:
+        act = checked.astype(np.float64)  # calvin_env scales the float32 action (see tasks/calvin.py)
         g = act[6]
         if self.action_mode == "native":
             if g not in (1.0, -1.0):
@@ -295,15 +272,8 @@ class CalvinEnv(gym.Env):
         return self._tasks
 
     # --------------------------------------------------------------------------------------------- extras
-    @property
-    def render_cameras(self) -> bool:
-        """Whether observations are rendered (``render_cameras=False``: black images, for privileged agents).
-        Set it between episodes: EGL's images depend on how many were rendered since the reset."""
-        return self._render_cameras
-
-    @render_cameras.setter
-    def render_cameras(self, value: bool) -> None:
-        self._render_cameras = bool(value)
+    # render_cameras (VLAEnv): set it between episodes: EGL's images depend on how many were rendered since
+    # the reset.
 
     def privileged_state(self) -> dict[str, Any]:
         """Simulator ground truth for scripted experts (not for real policies)."""

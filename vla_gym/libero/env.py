@@ -9,28 +9,24 @@ same whatever ran before it, in any process.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from tasks.libero_long import INIT_STATES_PER_FILE, LiberoLongProtocol, LiberoSuiteBenchmark, instruction
 from tasks.plan import EpisodeKey
-from tasks.registry import get_benchmark
 from vla_gym import contract
+from vla_gym.base import VLAEnv
 from vla_gym.libero import observation as obs_utils
 from vla_gym.libero import sim, suite
 from vla_gym.libero.assets import resolve_assets
 from vla_gym.rendering import select_gl_backend
 
-_RESET_OPTIONS = {"episode": int, "task": (int, str), "init_state": int}
 
-
-class LiberoLongEnv(gym.Env):
+class LiberoLongEnv(VLAEnv):
     """LIBERO-Long with the vla-gym contract.
 
     Observation: ``image`` (agentview) and ``wrist_image`` (eye-in-hand) uint8 (224, 224, 3) upright,
@@ -58,6 +54,8 @@ class LiberoLongEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
     benchmark = "libero_long"
+    EXTRA_RESET_OPTIONS = {"task": (int, str), "init_state": int}
+    protocol: LiberoLongProtocol
 
     def __init__(
         self,
@@ -74,34 +72,24 @@ class LiberoLongEnv(gym.Env):
         episode_pool: Sequence[int] | None = None,
         render_cameras: bool = True,
     ) -> None:
-        super().__init__()
-        bench = get_benchmark(self.benchmark)
+        super().__init__(
+            protocol,
+            protocol_overrides,
+            action_mode=action_mode,
+            render_mode=render_mode,
+            episode_pool=episode_pool,
+            render_cameras=render_cameras,
+        )
+        bench = self.benchmark_spec
         assert isinstance(bench, LiberoSuiteBenchmark)
-        self.protocol = _resolve_protocol(bench, protocol, protocol_overrides)
-        self.protocol_digest = self.protocol.digest
         self.task_names: tuple[str, ...] = bench.task_names
         self._title = bench.title
-        self.episode_plan: list[EpisodeKey] = bench.episode_plan(self.protocol)
-        self.action_mode = contract.check_action_mode(action_mode)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
-            )
-        self.render_mode = render_mode
         self._proprio = bool(proprio)
         self._native_image = bool(native_image)
         self._assets_dir = assets_dir
         self._download_assets = download_assets
         self._cache_dir = cache_dir
         self._gl = gl
-        self._episode_pool = _check_pool(episode_pool, len(self.episode_plan))
-        self._render_cameras = bool(render_cameras)
-        if not self._render_cameras:
-            warnings.warn(
-                "LiberoLongEnv(render_cameras=False): every image is black; only agents that read "
-                "privileged_state() (the scripted expert) can act on it",
-                stacklevel=2,
-            )
 
         space = contract.observation_space(
             wrist="robot0_eye_in_hand" in self.protocol.cameras,
@@ -119,55 +107,38 @@ class LiberoLongEnv(gym.Env):
         self._assets: Path | None = None
         self._task_index = -1
         self._init_state = -1
-        self._episode = -1
         self._policy_steps = 0
         self._settle_done = 0
         self._counter = 0  # the paper loop's shared counter (interleaved settle mode)
-        self._over = True
         self._success = False
-        self._out_of_range = 0
         self._last_raw_obs: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ episode selection
-    def _select(self, options: Mapping[str, Any] | None) -> tuple[int, int, int]:
-        """(task_index, init_state, episode) from the reset options; the seeded ``np_random`` picks what is
-        left open."""
-        opts = contract.check_reset_options(options, _RESET_OPTIONS)
-        per_task = self.protocol.init_states_per_task
-        if "episode" in opts:
-            if "task" in opts or "init_state" in opts:
-                raise ValueError(
-                    "give either options={'episode': k} or options={'task': i, 'init_state': j}, not both"
-                )
-            episode = int(opts["episode"])
-            if not 0 <= episode < len(self.episode_plan):
-                raise KeyError(
-                    f"episode {episode} is not in the {self.protocol.name} plan (0..{len(self.episode_plan) - 1})"
-                )
-            key = self.episode_plan[episode]
-            return key.task_index, key.within_task, episode
-        if "init_state" in opts and "task" not in opts:
-            raise ValueError(
-                "options['init_state'] needs options['task'] too (or use options={'episode': k})"
-            )
-        if "task" in opts:
+    def _key_from_options(self, options: Mapping[str, Any]) -> EpisodeKey | None:
+        if "episode" in options and ("task" in options or "init_state" in options):
+            raise ValueError("give either options={'episode': k} or options={'task': i, 'init_state': j}, not both")
+        return super()._key_from_options(options)
+
+    def _select(self, key: EpisodeKey | None, opts: Mapping[str, Any]) -> tuple[int, int, int]:
+        """(task_index, init_state, episode): the plan's ``key``, else the ``task`` / ``init_state`` options,
+        the seeded ``np_random`` picking what is left open."""
+        if key is None and "init_state" in opts and "task" not in opts:
+            raise ValueError("options['init_state'] needs options['task'] too (or use options={'episode': k})")
+        if key is None and "task" in opts:
             task = _task_index(opts["task"], self.task_names, self._title)
+            per_task = self.protocol.init_states_per_task
             if "init_state" in opts:
                 init_state = int(opts["init_state"])
                 if not 0 <= init_state < INIT_STATES_PER_FILE:
-                    raise KeyError(
+                    raise ValueError(
                         f"init_state {init_state} does not exist: LIBERO has 0..{INIT_STATES_PER_FILE - 1}"
                     )
             else:
                 init_state = int(self.np_random.integers(per_task))
             episode = task * per_task + init_state if init_state < per_task else -1
             return task, init_state, episode
-        if self._episode_pool is None:
-            episode = int(self.np_random.integers(len(self.episode_plan)))
-        else:
-            episode = self._episode_pool[int(self.np_random.integers(len(self._episode_pool)))]
-        key = self.episode_plan[episode]
-        return key.task_index, key.within_task, episode
+        key = key or self.draw_episode()
+        return key.task_index, key.within_task, key.index
 
     # ------------------------------------------------------------------ simulator lifetime
     def _ensure_task(self, task_index: int) -> None:
@@ -189,11 +160,8 @@ class LiberoLongEnv(gym.Env):
             self._raw_task = None
 
     # ------------------------------------------------------------------ gym API
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        super().reset(seed=seed)
-        task_index, init_state, episode = self._select(options)
+    def _start_episode(self, key: EpisodeKey | None, options: dict[str, Any]) -> tuple[dict, dict]:
+        task_index, init_state, episode = self._select(key, options)
         self._ensure_task(task_index)
         self._task_index, self._init_state, self._episode = task_index, init_state, episode
         protocol = self.protocol
@@ -204,26 +172,17 @@ class LiberoLongEnv(gym.Env):
         self._policy_steps = 0
         self._settle_done = 0
         self._counter = 0
-        self._out_of_range = 0
         if protocol.settle_mode == "before":
             raw_obs = self._noops(protocol.settle_steps, raw_obs)
         elif protocol.settle_steps > 0:  # the paper's loop: a no-op before the first policy step
             raw_obs = self._noops(1, raw_obs)
             self._counter = 1
-        self._over = False
         self._success = bool(self._raw.check_success())
         self._last_raw_obs = raw_obs
         return self._observation(raw_obs), self._info()
 
-    def step(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
-        if self._raw is None or self._last_raw_obs is None:
-            raise RuntimeError("call reset() before step()")
-        if self._over:
-            raise contract.EpisodeOverError()
-        contract.validate_action(action)  # raises on bad input before anything is counted
-        if contract.out_of_range(np.asarray(action, dtype=np.float64), self.action_space):
-            self._out_of_range += 1
-        native = self._native_action(action)
+    def _advance(self, action: Any, checked: np.ndarray) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+        native = self._native_action(action, checked)
         with _cameras_off(self._raw, self.protocol.cameras, enabled=not self._render_cameras):
             raw_obs, _, done, _ = self._raw.step(native)
         self._policy_steps += 1
@@ -240,10 +199,9 @@ class LiberoLongEnv(gym.Env):
                 raw_obs = self._noops(1, raw_obs)  # its own success is not checked, as in the paper
                 self._counter += 1
         self._success = terminated
-        self._over = terminated or truncated
         self._last_raw_obs = raw_obs
         info = self._info()
-        if self._over:
+        if terminated or truncated:
             info["episode_metrics"] = {
                 "policy_steps": self._policy_steps,
                 "settle_steps": self._settle_done,
@@ -263,12 +221,11 @@ class LiberoLongEnv(gym.Env):
         self._over = True
 
     # ------------------------------------------------------------------ internals
-    def _native_action(self, action: Any) -> list[float]:
+    def _native_action(self, action: Any, checked: np.ndarray) -> list[float]:
         """What robosuite receives, as the published loops hand it over (``action.tolist()``): a list of 7
         Python floats holding the action at the protocol's ``action_dtype`` precision ("float64": the values
         as given, float32 or float64 alike; "float32": rounded to float32 first), the gripper negated in the
         contract mode (exact)."""
-        checked = contract.validate_action(action)  # shape, real and finite; float32
         if self.protocol.action_dtype == "float64":
             native = np.asarray(action, dtype=np.float64).copy()
         else:
@@ -301,15 +258,6 @@ class LiberoLongEnv(gym.Env):
         if self._native_image:
             out["image_native"] = agentview
         return out
-
-    @property
-    def render_cameras(self) -> bool:
-        """Whether steps render the cameras (see the class docstring); may be switched between steps."""
-        return self._render_cameras
-
-    @render_cameras.setter
-    def render_cameras(self, value: bool) -> None:
-        self._render_cameras = bool(value)
 
     def _camera(self, raw_obs: dict[str, Any], key: str) -> np.ndarray:
         """A camera's upright image at render size (black when the cameras are off)."""
@@ -430,21 +378,6 @@ def _mat_to_quat_wxyz(xmat: np.ndarray) -> np.ndarray:
     return quat
 
 
-def _check_pool(pool: Sequence[int] | None, plan_length: int) -> tuple[int, ...] | None:
-    if pool is None:
-        return None
-    if isinstance(pool, str | bytes) or not isinstance(pool, Sequence) or len(pool) == 0:
-        raise ValueError(f"episode_pool must be a non-empty list of episode indices, got {pool!r}")
-    out = []
-    for k in pool:
-        if isinstance(k, bool) or not isinstance(k, int | np.integer):
-            raise ValueError(f"episode_pool entries must be ints, got {type(k).__name__} {k!r}")
-        if not 0 <= k < plan_length:
-            raise KeyError(f"episode_pool entry {k} is not in the plan (0..{plan_length - 1})")
-        out.append(int(k))
-    return tuple(out)
-
-
 def _task_index(task: int | str, task_names: tuple[str, ...], benchmark: str) -> int:
     if isinstance(task, str):
         if task not in task_names:
@@ -452,22 +385,8 @@ def _task_index(task: int | str, task_names: tuple[str, ...], benchmark: str) ->
         return task_names.index(task)
     index = int(task)
     if not 0 <= index < len(task_names):
-        raise KeyError(f"task index {index} is out of range: {benchmark} has tasks 0..{len(task_names) - 1}")
+        raise ValueError(f"task index {index} is out of range: {benchmark} has tasks 0..{len(task_names) - 1}")
     return index
-
-
-def _resolve_protocol(
-    bench: LiberoSuiteBenchmark, protocol: str | LiberoLongProtocol | None, overrides: Mapping[str, Any] | None
-) -> LiberoLongProtocol:
-    if overrides is not None and not isinstance(overrides, Mapping):
-        raise TypeError(f"protocol_overrides must be a dict, got {type(overrides).__name__}")
-    if protocol is None or isinstance(protocol, str):
-        return bench.protocol(protocol, **dict(overrides or {}))
-    if isinstance(protocol, LiberoLongProtocol):
-        if protocol.suite != bench.suite:
-            raise ValueError(f"a {protocol.suite} protocol cannot run on {bench.env_id} ({bench.suite})")
-        return protocol.replace(**dict(overrides)) if overrides else protocol  # type: ignore[return-value]
-    raise TypeError(f"protocol must be a name, a LiberoLongProtocol or None, got {type(protocol).__name__}")
 
 
 class LiberoSpatialEnv(LiberoLongEnv):
