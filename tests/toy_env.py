@@ -139,6 +139,8 @@ class ToyEnv(gym.Env):
             os.kill(os.getpid(), signal.SIGKILL)
         opts = contract.check_reset_options(options, {"episode": int})
         index = opts.get("episode", int(self.np_random.integers(len(self.episode_plan))))
+        if not 0 <= index < len(self.episode_plan):
+            raise ValueError(f"reset option episode={index} is not in the toy plan (0..{len(self.episode_plan) - 1})")
         self._key = self.episode_plan[index]
         self._pos, self._t, self._over = 0.0, 0, False
         self._language = INSTRUCTIONS[self._key.task]

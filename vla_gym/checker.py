@@ -7,7 +7,12 @@ checker, the properties vector envs and RL replay buffers rely on.
 - rewards are finite floats, ``terminated`` / ``truncated`` bools, and an episode ends within ``max_steps``;
 - ``info`` has :data:`vla_gym.contract.INFO_KEYS` on reset and every step, the same keys on every step, and
   each value keeps its type and shape on every step of every episode (variable-length facts belong in
-  ``info["episode_metrics"]``, which appears exactly on an episode's last step and is JSON-serialisable).
+  ``info["episode_metrics"]``, which appears exactly on an episode's last step and is JSON-serialisable);
+- reset by plan index is deterministic: the same ``reset(options=...)`` twice, each followed by the same
+  step, gives equal observations, rewards and infos (``determinism=True``, needs ``reset_options[0]``);
+- the same mistake gets the same error in every env: a bad action (wrong shape, NaN) ``ValueError`` and the
+  episode goes on; an unknown reset option ``KeyError``; an ``episode`` not in ``episode_plan``
+  ``ValueError``; ``step`` after the episode ended ``EpisodeOverError``.
 
 Raises ``AssertionError`` naming what is wrong; returns a short report.
 """
@@ -22,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from vla_gym.contract import ACTION_DIM, INFO_KEYS
+from vla_gym.contract import ACTION_DIM, INFO_KEYS, EpisodeOverError
 from vla_gym.instruction_space import InstructionText
 
 FINAL_ONLY_KEYS = ("episode_metrics",)
@@ -64,6 +69,7 @@ def check_vla_env(
     max_steps: int = 1000,
     reset_options: Sequence[dict[str, Any] | None] | None = None,
     action_fn: Callable[[int], Any] | None = None,
+    determinism: bool = True,
 ) -> dict[str, Any]:
     """Run ``episodes`` episodes (``reset(options=reset_options[i])``) with ``action_fn(step)`` (default: no
     motion, gripper open) and check the contract (module docstring). Returns ``{"steps", "info_keys",
@@ -74,6 +80,10 @@ def check_vla_env(
     assert len(options) == episodes, f"reset_options has {len(options)} entries for {episodes} episodes"
     signatures: dict[str, tuple[str, tuple[int, ...]]] | None = None
     steps, returns = 0, []
+    if determinism:
+        assert options[0] is not None, "determinism=True needs reset_options[0] (e.g. {'episode': 0})"
+        _check_reset_determinism(env, options[0], act_fn(0))
+    _check_error_types(env, options[0], act_fn(0))
 
     def check_obs(obs: Any, where: str) -> None:
         assert env.observation_space.contains(obs), f"{where}: observation not in the observation space"
@@ -117,4 +127,58 @@ def check_vla_env(
         else:
             raise AssertionError(f"episode {ep} did not end within {max_steps} steps")
         returns.append(total)
+    try:
+        env.step(act_fn(0))
+    except EpisodeOverError:
+        pass
+    else:
+        raise AssertionError("step() after the episode ended must raise vla_gym.contract.EpisodeOverError")
     return {"steps": steps, "info_keys": sorted(signatures or {}), "returns": returns}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality of observations / infos: arrays elementwise and bitwise, containers recursively."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(np.asarray(a), np.asarray(b))
+    return bool(a == b)
+
+
+def _check_reset_determinism(env: gym.Env, options: dict[str, Any], action: Any) -> None:
+    runs = []
+    for _ in range(2):
+        obs, info = env.reset(options=options)
+        runs.append((obs, info, *env.step(action)))
+    first, second = runs
+    names = ("reset observation", "reset info", "step observation", "reward", "terminated", "truncated", "step info")
+    for name, a, b in zip(names, first, second, strict=True):
+        assert _same(a, b), f"reset(options={options}) twice then the same step: the {name} differs"
+
+
+def _expect(error: type[Exception], what: str, call: Callable[[], Any]) -> None:
+    try:
+        call()
+    except error:
+        return
+    except Exception as exc:
+        raise AssertionError(f"{what} must raise {error.__name__}, got {type(exc).__name__}: {exc}") from exc
+    raise AssertionError(f"{what} must raise {error.__name__}, nothing was raised")
+
+
+def _check_error_types(env: gym.Env, options: dict[str, Any] | None, action: Any) -> None:
+    env.reset(options=options)
+    good = np.asarray(action)
+    _expect(ValueError, "step() with an action of shape (6,)", lambda: env.step(good[:6]))
+    bad = good.astype(np.float64).copy()
+    bad[0] = np.nan
+    _expect(ValueError, "step() with a NaN in the action", lambda: env.step(bad))
+    env.step(good)  # the episode goes on after refused actions
+    _expect(KeyError, "reset() with an unknown option", lambda: env.reset(options={"no_such_option": 1}))
+    plan = getattr(env.unwrapped, "episode_plan", None)
+    if plan is not None:
+        outside = max(key.index for key in plan) + 1
+        _expect(ValueError, f"reset(options={{'episode': {outside}}}) (not in the plan)",
+                lambda: env.reset(options={"episode": outside}))
