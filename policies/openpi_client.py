@@ -7,7 +7,8 @@ already in our contract): the server's metadata on connect says which one it is.
 Per benchmark, ``benchmarks.<name>`` maps our observation keys to the server's (``keys``), says how the
 server's gripper maps to ours (``gripper``: ``contract`` = +1 open already, ``invert`` = -1 open,
 ``zero_one`` = 1 open / 0 closed) and how many actions of each chunk to execute (``action_horizon``; the
-protocol's ``execute_steps`` wins when it has one; a vla-gym server's own agent decides for itself).
+agent's ``action_horizon`` overrides it on every benchmark; a vla-gym server's own agent decides for itself).
+The table's one copy is ``conf/policy/openpi.yaml``; entries given to the constructor are merged over it.
 
 Reliability: every socket operation has a timeout; a dropped connection or a timed-out reply is retried on a
 fresh connection at most ``max_reconnects`` times, then :class:`AgentConnectionError` ends the episode as an
@@ -31,6 +32,7 @@ from websockets.sync.client import ClientConnection, connect
 from policies import wire
 from policies.base import Agent, Observation, batch_size
 from policies.gripper import GRIPPER_MAPPINGS, map_gripper
+from policies.tables import merged_table, table_entry
 from policies.wire import AgentConnectionError, RemotePolicyError
 
 __all__ = ["AgentConnectionError", "OpenPIClientAgent", "RemotePolicyError"]
@@ -38,22 +40,8 @@ __all__ = ["AgentConnectionError", "OpenPIClientAgent", "RemotePolicyError"]
 log = logging.getLogger(__name__)
 
 _CONTRACT_KEYS = ("image", "wrist_image", "language", "proprio")
-_OPENPI_KEYS = {
-    "image": "observation/image",
-    "wrist_image": "observation/wrist_image",
-    "proprio": "observation/state",
-    "language": "prompt",
-}
-# what each benchmark's env provides by default, and the gripper sign of models trained on its data
-DEFAULT_BENCHMARKS: dict[str, dict[str, Any]] = {
-    "libero_long": {"keys": dict(_OPENPI_KEYS), "gripper": "invert", "action_horizon": 5},
-    "calvin": {
-        "keys": {k: v for k, v in _OPENPI_KEYS.items() if k != "proprio"}, "gripper": "contract", "action_horizon": None,
-    },
-    "simpler_bridge": {
-        "keys": {"image": "observation/image", "language": "prompt"}, "gripper": "zero_one", "action_horizon": 4,
-    },
-}
+#: conf/policy/<TABLE>.yaml holds the per-benchmark table (keys, gripper, action_horizon)
+TABLE = "openpi"
 
 
 class OpenPIClientAgent(Agent):
@@ -84,9 +72,7 @@ class OpenPIClientAgent(Agent):
         if port is not None:
             self.uri += f":{port}"
         self.api_key = api_key or None
-        self.benchmarks = {name: dict(cfg) for name, cfg in DEFAULT_BENCHMARKS.items()}
-        for name, cfg in (benchmarks or {}).items():
-            self.benchmarks[name] = {**self.benchmarks.get(name, {}), **dict(cfg or {})}
+        self.benchmarks = merged_table(TABLE, benchmarks)
         self.action_horizon = action_horizon
         self.action_convention = action_convention
         self.batched = batched
@@ -107,8 +93,8 @@ class OpenPIClientAgent(Agent):
         self._all_lock = threading.Lock()
         self._benchmark: str | None = None
         self._protocol: dict[str, Any] = {}
-        self._keys: dict[str, str] = dict(_OPENPI_KEYS)
-        self._gripper = "contract"
+        self._keys: dict[str, str] = {}
+        self._gripper: str | None = None
 
     #: act/reset may run in several threads at once (each has its own connection; a vla-gym server keeps this
     #: client's env ids together across them by its run name)
@@ -231,26 +217,31 @@ class OpenPIClientAgent(Agent):
     # ---- agent interface ----
 
     def configure(self, benchmark: str, protocol: dict[str, Any]) -> None:
-        cfg = self.benchmarks.get(benchmark, {})
-        keys = dict(cfg.get("keys") or _OPENPI_KEYS)
+        cfg = table_entry(self.benchmarks, benchmark, "the openpi client", TABLE)
+        keys = {str(k): str(v) for k, v in dict(cfg.get("keys") or {}).items()}
         bad = sorted(set(keys) - set(_CONTRACT_KEYS))
         if bad:
             raise KeyError(f"policy.benchmarks.{benchmark}.keys maps unknown observation key(s) {bad}; "
                            f"our keys are {list(_CONTRACT_KEYS)}")
         if "image" not in keys or "language" not in keys:
-            raise KeyError(f"policy.benchmarks.{benchmark}.keys must map 'image' and 'language'")
-        gripper = cfg.get("gripper", "contract")
-        if gripper not in GRIPPER_MAPPINGS:
+            raise KeyError(f"policy.benchmarks.{benchmark}.keys must map 'image' and 'language' to the server's keys")
+        gripper = cfg.get("gripper")
+        if gripper is not None and gripper not in GRIPPER_MAPPINGS:
             raise ValueError(f"policy.benchmarks.{benchmark}.gripper must be one of {GRIPPER_MAPPINGS}, got {gripper!r}")
         self._benchmark, self._protocol = benchmark, dict(protocol)
         self._keys, self._gripper = keys, gripper
         self._drop()  # the next connection configures a vla-gym server for this benchmark
         self._roundtrip([])  # connect now: fail fast on a wrong address or key
+        if gripper is None and not (self.ours and self.action_convention == "auto"):
+            raise ValueError(
+                f"how does the server's gripper map to ours on {benchmark}? set policy.benchmarks.{benchmark}."
+                f"gripper to one of {GRIPPER_MAPPINGS} (openpi servers answer in their training data's sign)"
+            )
         if self.ours:  # the served agent, configured for this benchmark, knows its chunking
             self.chunk_size = int(self.server_metadata.get("chunk_size", 1))
             horizon = self.action_horizon or int(self.server_metadata.get("execute_steps", 1))
-        else:  # openpi servers announce no chunk length: the protocol's, else this benchmark's setting
-            horizon = self.action_horizon or protocol.get("execute_steps") or cfg.get("action_horizon")
+        else:  # openpi servers announce no chunk length: the table says how many to run
+            horizon = self.action_horizon or cfg.get("action_horizon")
             if horizon is None:
                 raise ValueError(
                     f"how many actions of each chunk to execute on {benchmark}? set policy.action_horizon or "
@@ -324,6 +315,7 @@ class OpenPIClientAgent(Agent):
         if not np.all(np.isfinite(actions)):
             raise RemotePolicyError("the server's actions hold NaN or inf")
         mapping = "contract" if (self.ours and self.action_convention == "auto") else self._gripper
+        assert mapping is not None  # configure() refused a missing gripper where it applies
         out = map_gripper(actions, mapping)
         self.chunk_size = max(out.shape[-2], self.execute_steps)  # openpi servers announce no chunk length
         return out

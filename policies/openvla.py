@@ -7,7 +7,9 @@ with the dataset's 1st/99th percentiles (``unnorm_key`` picks the dataset; maske
 stay as they are). The gripper comes out in [0, 1] with 1 = open and maps to the contract by thresholding at
 0.5 (``binarize``, as OpenVLA's LIBERO and SimplerEnv evaluations do) or linearly (``zero_one``). LIBERO's
 OpenVLA was fine-tuned on centre-cropped images (90% of the area), so the crop is on for LIBERO.
-The contract's rotation form is each benchmark's training-data form, so the arm dimensions pass unchanged.
+The unnorm key and crop per benchmark live in one place, ``conf/policy/base/openvla.yaml`` (see
+:mod:`policies.tables`). The contract's rotation form is each benchmark's training-data form, so the arm
+dimensions pass unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from PIL import Image
 
 from policies.base import Agent, Observation, batch_size
 from policies.gripper import map_gripper
+from policies.tables import merged_table, table_entry
 from policies.wire import AgentConnectionError, RemotePolicyError
 
 log = logging.getLogger(__name__)
@@ -34,8 +37,8 @@ log = logging.getLogger(__name__)
 ACTION_DIM = 7
 N_BINS = 256
 GRIPPER_MODES = ("binarize", "zero_one")
-DEFAULT_UNNORM_KEYS = {"libero_long": "libero_10_no_noops", "simpler_bridge": "bridge_orig", "calvin": None}
-DEFAULT_CENTER_CROP = {"libero_long": True, "simpler_bridge": False, "calvin": False}
+#: conf/policy/<TABLE>.yaml holds the per-benchmark table of both OpenVLA agents
+TABLE = "base/openvla"
 # Llama-2's "empty" token: OpenVLA's predict_action appends it to the prompt before generating
 EMPTY_TOKEN_ID = 29871
 
@@ -82,22 +85,23 @@ def gripper_to_contract(actions: np.ndarray, mode: str) -> np.ndarray:
 
 
 class _OpenVLABase(Agent):
-    """What both OpenVLA agents share: per-benchmark unnorm key, crop and gripper mapping; one action a query."""
+    """What both OpenVLA agents share: per-benchmark unnorm key, crop and gripper mapping; one action a query.
+
+    ``benchmarks``: entries merged over the table of ``conf/policy/base/openvla.yaml``, each
+    ``{unnorm_key: <dataset key or None>, center_crop: <bool>}``."""
 
     chunk_size = 1
     execute_steps = 1
 
     def __init__(
         self,
-        unnorm_key: Mapping[str, str | None] | None = None,
-        center_crop: Mapping[str, bool] | None = None,
+        benchmarks: Mapping[str, Mapping[str, Any]] | None = None,
         crop_area: float = 0.9,
         gripper: str = "binarize",
     ) -> None:
         if gripper not in GRIPPER_MODES:
             raise ValueError(f"gripper must be one of {GRIPPER_MODES}, got {gripper!r}")
-        self.unnorm_keys = {**DEFAULT_UNNORM_KEYS, **dict(unnorm_key or {})}
-        self.center_crops = {**DEFAULT_CENTER_CROP, **dict(center_crop or {})}
+        self.benchmarks = merged_table(TABLE, benchmarks)
         self.crop_area = float(crop_area)
         self.gripper = gripper
         self.benchmark: str | None = None
@@ -105,14 +109,21 @@ class _OpenVLABase(Agent):
         self.crop = False
 
     def configure(self, benchmark: str, protocol: dict[str, Any]) -> None:
-        key = self.unnorm_keys.get(benchmark)
+        entry = table_entry(self.benchmarks, benchmark, "OpenVLA", TABLE)
+        key = entry.get("unnorm_key")
         if key is None:
             raise KeyError(
-                f"no OpenVLA unnorm_key for {benchmark!r}: set policy.unnorm_key.{benchmark}=<dataset key of "
-                f"the checkpoint's statistics>"
+                f"no OpenVLA unnorm_key for {benchmark!r}: set policy.benchmarks.{benchmark}.unnorm_key=<dataset key "
+                f"of the checkpoint's statistics> (conf/policy/{TABLE}.yaml names none for it)"
             )
-        self.benchmark, self.unnorm_key = benchmark, key
-        self.crop = bool(self.center_crops.get(benchmark, False))
+        crop = entry.get("center_crop")
+        if not isinstance(crop, bool):
+            # no silent default: a LIBERO fine-tune run uncropped still runs, just worse
+            raise ValueError(
+                f"policy.benchmarks.{benchmark}.center_crop must be true or false, got {crop!r} (true for "
+                f"checkpoints fine-tuned with random-crop augmentation, as OpenVLA's LIBERO ones)"
+            )
+        self.benchmark, self.unnorm_key, self.crop = benchmark, str(key), crop
 
     def _image(self, obs: Observation, row: int) -> np.ndarray:
         image = np.asarray(obs["image"][row])
@@ -187,7 +198,8 @@ class OpenVLAAgent(_OpenVLABase):
         super().configure(benchmark, protocol)
         if self.unnorm_key not in self.norm_stats:
             raise KeyError(
-                f"unnorm_key {self.unnorm_key!r} is not in this checkpoint's statistics {sorted(self.norm_stats)}"
+                f"unnorm_key {self.unnorm_key!r} is not in this checkpoint's statistics {sorted(self.norm_stats)}: "
+                f"set policy.benchmarks.{benchmark}.unnorm_key to the key this checkpoint was fine-tuned under"
             )
         stats = self.norm_stats[self.unnorm_key]["action"]
         self._q01, self._q99, self._mask = stats["q01"], stats["q99"], stats.get("mask")

@@ -28,14 +28,11 @@ import torch.nn.functional as F
 
 from policies.base import Agent, Observation, batch_size
 from policies.gripper import check_gripper_mapping, map_gripper
+from policies.tables import merged_table, table_entry
 
 _STATS_KEYS = ("state_mean", "state_std", "actions_mean", "actions_std")
-# per benchmark: cameras in the order the model was trained with, whether to feed proprio, the gripper sign
-DEFAULT_BENCHMARKS: dict[str, dict[str, Any]] = {
-    "libero_long": {"cameras": ["image", "wrist_image"], "state": True, "gripper": "invert", "execute_steps": 5},
-    "calvin": {"cameras": ["image", "wrist_image"], "state": True, "gripper": "contract", "execute_steps": 10},
-    "simpler_bridge": {"cameras": ["image"], "state": False, "gripper": "zero_one", "execute_steps": 4},
-}
+#: conf/policy/<TABLE>.yaml holds the per-benchmark table (cameras, state, gripper, execute_steps)
+TABLE = "pi0"
 
 
 def load_stats(stats: Mapping[str, Any] | str | None, weights: str | None) -> dict[str, np.ndarray] | None:
@@ -61,7 +58,10 @@ def load_stats(stats: Mapping[str, Any] | str | None, weights: str | None) -> di
 
 
 class PI0Agent(Agent):
-    """pi0 through transformers. ``weights``: a folder saved with ``save_pretrained`` (config + safetensors)."""
+    """pi0 through transformers. ``weights``: a folder saved with ``save_pretrained`` (config + safetensors).
+
+    ``benchmarks``: entries merged over the table of ``conf/policy/pi0.yaml``; ``execute_steps`` overrides the
+    table's on every benchmark."""
 
     def __init__(
         self,
@@ -82,9 +82,8 @@ class PI0Agent(Agent):
         self.weights, self.device = str(weights), torch.device(device)
         self.dtype = getattr(torch, dtype)
         self.num_steps, self.action_dim, self.seed = num_steps, int(action_dim), int(seed)
-        self.benchmarks = {k: dict(v) for k, v in DEFAULT_BENCHMARKS.items()}
-        for name, cfg in (benchmarks or {}).items():
-            self.benchmarks[name] = {**self.benchmarks.get(name, {}), **dict(cfg or {})}
+        # entries given here are merged over conf/policy/pi0.yaml's table, the one copy of the defaults
+        self.benchmarks = merged_table(TABLE, benchmarks)
         self._execute_override = execute_steps
         self.model = self._load_model(self.weights)
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer or self.weights)
@@ -128,15 +127,19 @@ class PI0Agent(Agent):
     # ---- agent interface ----
 
     def configure(self, benchmark: str, protocol: dict[str, Any]) -> None:
-        if benchmark not in self.benchmarks:
-            raise KeyError(f"no pi0 mapping for benchmark {benchmark!r}; add policy.benchmarks.{benchmark}")
-        cfg = self.benchmarks[benchmark]
+        cfg = table_entry(self.benchmarks, benchmark, "pi0", TABLE)
         cameras = list(cfg.get("cameras") or [])
         if not cameras or "image" not in cameras:
             raise ValueError(f"policy.benchmarks.{benchmark}.cameras must list 'image' (and optionally 'wrist_image')")
-        check_gripper_mapping(cfg.get("gripper", "contract"), f"policy.benchmarks.{benchmark}.gripper")
+        # the gripper sign has no safe default: a wrong one runs, closing where it should open
+        check_gripper_mapping(cfg.get("gripper"), f"policy.benchmarks.{benchmark}.gripper")
+        execute = self._execute_override or cfg.get("execute_steps")
+        if execute is None:
+            raise ValueError(
+                f"how many actions of each chunk to execute on {benchmark}? set policy.benchmarks.{benchmark}."
+                f"execute_steps (or policy.execute_steps for every benchmark)"
+            )
         self._cfg = {**cfg, "cameras": cameras, "name": benchmark}
-        execute = self._execute_override or protocol.get("execute_steps") or cfg.get("execute_steps") or self.chunk_size
         self.execute_steps = min(int(execute), self.chunk_size)
 
     def reset(self, env_ids: Sequence[int]) -> None:
@@ -243,4 +246,4 @@ class PI0Agent(Agent):
             num_steps=self.num_steps,
         )
         actions = self.unnormalize(out.float().cpu().numpy())
-        return map_gripper(actions, self._cfg.get("gripper", "contract"))
+        return map_gripper(actions, self._cfg["gripper"])

@@ -25,6 +25,8 @@ from policies.openvla import (
     unnormalize,
 )
 from policies.wire import AgentConnectionError, RemotePolicyError
+from tasks.registry import BENCHMARKS
+from tests.policy_tables import benchmark_keyed_constants, compose_policy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -131,10 +133,10 @@ def test_agent_with_a_stand_in_model() -> None:
     assert actions[0, 0, 6] == -1.0
     np.testing.assert_array_equal(processor.calls[0][1], _obs(1)["image"][0])  # Bridge: not cropped
 
-    with pytest.raises(KeyError, match="policy.unnorm_key.calvin"):
+    with pytest.raises(KeyError, match=r"policy\.benchmarks\.calvin\.unnorm_key="):
         agent.configure("calvin", {})
-    bad = OpenVLAAgent.from_components(model, processor, NORM_STATS, unnorm_key={"calvin": "calvin_abc"})
-    with pytest.raises(KeyError, match="not in this checkpoint's statistics"):
+    bad = OpenVLAAgent.from_components(model, processor, NORM_STATS, benchmarks={"calvin": {"unnorm_key": "calvin_abc"}})
+    with pytest.raises(KeyError, match=r"not in this checkpoint's statistics.*policy\.benchmarks\.calvin\.unnorm_key"):
         bad.configure("calvin", {})
 
 
@@ -225,18 +227,68 @@ def test_rest_client_never_hangs(act_server) -> None:
 def test_policy_configs_instantiate(tmp_path) -> None:
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    from tests.conftest import REPO_ROOT
-
-    rest = OmegaConf.load(REPO_ROOT / "conf" / "policy" / "openvla_rest.yaml")
-    agent = instantiate(rest, url="http://127.0.0.1:1/act")
+    agent = instantiate(compose_policy("openvla_rest"), url="http://127.0.0.1:1/act")
     assert isinstance(agent, OpenVLARestAgent) and agent.url == "http://127.0.0.1:1/act"
     agent.configure("libero_long", {})
     assert agent.unnorm_key == "libero_10_no_noops" and agent.crop
-    with pytest.raises(KeyError, match="unnorm_key.calvin"):
+    with pytest.raises(KeyError, match=r"policy\.benchmarks\.calvin\.unnorm_key"):
         agent.configure("calvin", {})
-    local = OmegaConf.load(REPO_ROOT / "conf" / "policy" / "openvla.yaml")
     with pytest.raises(InstantiationException, match="weights folder") as info:
-        instantiate(local, weights=str(tmp_path / "nothing"))
+        instantiate(compose_policy("openvla"), weights=str(tmp_path / "nothing"))
     assert isinstance(info.value.__cause__, FileNotFoundError)
+
+
+# ---- the per-benchmark table: one copy (conf/policy/base/openvla.yaml), every registered benchmark ----------
+# OpenVLA's experiments/robot/libero/run_libero_eval.py (its LIBERO fine-tunes) and its Bridge statistics
+PUBLISHED_UNNORM_KEYS = {
+    "libero_spatial": "libero_spatial_no_noops",
+    "libero_object": "libero_object_no_noops",
+    "libero_goal": "libero_goal_no_noops",
+    "libero_long": "libero_10_no_noops",
+    "simpler_bridge": "bridge_orig",
+}
+
+
+@pytest.mark.parametrize("benchmark", sorted(BENCHMARKS))
+def test_every_registered_benchmark_has_its_settings_or_a_clear_error(benchmark: str) -> None:
+    stats = {key: NORM_STATS["libero_10_no_noops"] for key in PUBLISHED_UNNORM_KEYS.values()}
+    local = OpenVLAAgent.from_components(FakeModel([0] * 7), FakeProcessor(), stats)
+    for agent in (local, OpenVLARestAgent()):
+        if benchmark not in agent.benchmarks:  # a suite registered later: the error says where to add it
+            with pytest.raises(KeyError, match=rf"\+policy\.benchmarks\.{benchmark}\..*conf/policy/base/openvla"):
+                agent.configure(benchmark, {})
+            continue
+        # every LIBERO suite is cropped, as OpenVLA's LIBERO fine-tunes were trained
+        assert agent.benchmarks[benchmark]["center_crop"] is benchmark.startswith("libero_")
+        if benchmark in PUBLISHED_UNNORM_KEYS:
+            agent.configure(benchmark, {})
+            assert (agent.unnorm_key, agent.crop) == (PUBLISHED_UNNORM_KEYS[benchmark], benchmark.startswith("libero_"))
+        else:  # no published statistics (CALVIN, LIBERO-90): name the override, never guess a key
+            with pytest.raises(KeyError, match=rf"policy\.benchmarks\.{benchmark}\.unnorm_key=<dataset key"):
+                agent.configure(benchmark, {})
+
+
+def test_the_table_has_one_copy_and_overrides_reach_it() -> None:
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    import policies.openvla
+
+    assert benchmark_keyed_constants(policies.openvla) == []  # no Python copy to drift from the YAML
+    direct = OpenVLARestAgent().benchmarks
+    for name in ("openvla", "openvla_rest"):  # both share base/openvla.yaml
+        assert OmegaConf.to_container(compose_policy(name).benchmarks) == direct
+    # a user's command-line override of one field keeps the rest of the entry
+    cfg = compose_policy("openvla_rest", "policy.benchmarks.libero_90.unnorm_key=libero_90_no_noops")
+    agent = instantiate(cfg)
+    agent.configure("libero_90", {})
+    assert (agent.unnorm_key, agent.crop) == ("libero_90_no_noops", True)
+    # and so does a Python caller's; an entry for a new benchmark must say whether to crop
+    agent = OpenVLARestAgent(benchmarks={"libero_goal": {"unnorm_key": "mine"}, "new": {"unnorm_key": "k"}})
+    agent.configure("libero_goal", {})
+    assert (agent.unnorm_key, agent.crop) == ("mine", True)
+    with pytest.raises(ValueError, match=r"policy\.benchmarks\.new\.center_crop must be true or false"):
+        agent.configure("new", {})
+    with pytest.raises(KeyError, match="no settings for benchmark 'metaworld'"):
+        agent.configure("metaworld", {})

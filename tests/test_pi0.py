@@ -12,6 +12,8 @@ import torch
 from harness.serve import PolicyServer
 from policies.openpi_client import OpenPIClientAgent
 from policies.pi0 import PI0Agent
+from tasks.registry import BENCHMARKS
+from tests.policy_tables import benchmark_keyed_constants, compose_policy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -171,11 +173,53 @@ def test_pi0_served_over_the_wire_matches_in_process(weights) -> None:
 
 def test_policy_config_instantiates(weights) -> None:
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    from tests.conftest import REPO_ROOT
-
-    agent = instantiate(OmegaConf.load(REPO_ROOT / "conf" / "policy" / "pi0.yaml"), weights=str(weights))
+    agent = instantiate(compose_policy("pi0"), weights=str(weights))
     assert isinstance(agent, PI0Agent)
     agent.configure("simpler_bridge", {})
     assert agent.execute_steps == 4 and agent.act(_obs(1), [0]).shape == (1, 10, 7)
+    agent.configure("calvin", {"execute_steps": 3})  # a protocol field of that name is not read any more
+    assert agent.execute_steps == 10
+
+
+# ---- the per-benchmark table: one copy (conf/policy/pi0.yaml), every registered benchmark ----------------------
+# openpi's LIBERO client (examples/libero/main.py): both cameras, the state, LIBERO's raw gripper, replan every 5
+LIBERO = {"cameras": ["image", "wrist_image"], "state": True, "gripper": "invert", "execute_steps": 5}
+
+
+@pytest.fixture(scope="module")
+def agent(weights) -> PI0Agent:
+    return PI0Agent(weights=str(weights))
+
+
+@pytest.mark.parametrize("benchmark", sorted(BENCHMARKS))
+def test_every_registered_benchmark_has_settings_or_a_clear_error(agent, benchmark) -> None:
+    if benchmark not in agent.benchmarks:  # a benchmark registered later: the error says where to add it
+        with pytest.raises(KeyError, match=rf"\+policy\.benchmarks\.{benchmark}\..*conf/policy/pi0\.yaml"):
+            agent.configure(benchmark, {})
+        return
+    if benchmark.startswith("libero_"):
+        assert agent.benchmarks[benchmark] == LIBERO
+    agent.configure(benchmark, {})
+    assert agent.execute_steps == agent.benchmarks[benchmark]["execute_steps"]
+
+
+def test_the_table_has_one_copy_and_missing_settings_are_named(weights) -> None:
+    from omegaconf import OmegaConf
+
+    import policies.pi0
+
+    assert benchmark_keyed_constants(policies.pi0) == []  # no Python copy to drift from the YAML
+    agent = PI0Agent(weights=str(weights), benchmarks={"libero_goal": {"execute_steps": 2}, "new": {"cameras": ["image"]}})
+    table = OmegaConf.to_container(compose_policy("pi0").benchmarks)
+    assert agent.benchmarks["libero_goal"] == {**table["libero_goal"], "execute_steps": 2}  # merged field by field
+    assert {k: v for k, v in agent.benchmarks.items() if k not in ("libero_goal", "new")} == {
+        k: v for k, v in table.items() if k != "libero_goal"
+    }
+    with pytest.raises(ValueError, match=r"policy\.benchmarks\.new\.gripper must be one of"):  # no default sign
+        agent.configure("new", {})
+    agent.benchmarks["new"]["gripper"] = "contract"
+    with pytest.raises(ValueError, match=r"set policy\.benchmarks\.new\.execute_steps"):
+        agent.configure("new", {})
+    with pytest.raises(KeyError, match="no settings for benchmark 'metaworld'"):
+        agent.configure("metaworld", {})

@@ -18,7 +18,9 @@ from harness.serve import PolicyServer
 from policies import wire
 from policies.openpi_client import AgentConnectionError, OpenPIClientAgent, RemotePolicyError
 from policies.random_agent import RandomAgent
+from tasks.registry import BENCHMARKS
 from tests._wire_agents import EchoAgent, FailingAgent, SlowAgent
+from tests.policy_tables import benchmark_keyed_constants, compose_policy
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -249,14 +251,6 @@ def test_client_refuses_missing_observation_keys(serving) -> None:
         client.act(_obs(1, proprio=False), [0])
 
 
-def _load_policy_yaml(name: str) -> dict:
-    from omegaconf import OmegaConf
-
-    from tests.conftest import REPO_ROOT
-
-    return OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf" / "policy" / f"{name}.yaml"), resolve=True)
-
-
 @pytest.fixture
 def openpi_like_server() -> Iterator:
     """A stand-in for an unmodified openpi server: metadata {} style, one observation per message, (10, 8)
@@ -288,7 +282,7 @@ def test_client_maps_keys_and_gripper_for_an_openpi_server(openpi_like_server) -
     port, received = openpi_like_server
     from hydra.utils import instantiate
 
-    client = instantiate(_load_policy_yaml("openpi"), port=port, request_timeout_s=10)
+    client = instantiate(compose_policy("openpi"), port=port, request_timeout_s=10)
     assert isinstance(client, OpenPIClientAgent)
     client.configure("libero_long", {})
     assert client.execute_steps == 5 and client.chunk_size == 5  # the chunk length comes with the first reply
@@ -309,18 +303,63 @@ def test_client_maps_keys_and_gripper_for_an_openpi_server(openpi_like_server) -
     client.close()
 
 
-def test_chunk_length_for_openpi_servers_comes_from_protocol_or_config(openpi_like_server) -> None:
+def test_chunk_length_for_openpi_servers_comes_from_the_table(openpi_like_server) -> None:
     port, _ = openpi_like_server
     client = OpenPIClientAgent(port=port, request_timeout_s=10)
-    client.configure("calvin", {"execute_steps": 10})  # the protocol pins it
-    assert client.execute_steps == 10
-    client.configure("simpler_bridge", {})  # the benchmark's default
+    client.configure("calvin", {"execute_steps": 3})  # a protocol field of that name is not read any more
+    assert client.execute_steps == 10  # the table's
+    client.configure("simpler_bridge", {})
     assert client.execute_steps == 4
     client.benchmarks["calvin"]["action_horizon"] = None
     with pytest.raises(ValueError, match="policy.action_horizon"):
         client.configure("calvin", {})
     override = OpenPIClientAgent(port=port, request_timeout_s=10, action_horizon=3)
-    override.configure("calvin", {"execute_steps": 10})
-    assert override.execute_steps == 3
+    override.configure("calvin", {})
+    assert override.execute_steps == 3  # the agent's own setting wins on every benchmark
     client.close()
     override.close()
+
+
+# ---- the per-benchmark table: one copy (conf/policy/openpi.yaml), every registered benchmark -------------------
+OPENPI_LIBERO = {  # openpi's examples/libero/main.py, the same on every suite
+    "keys": {"image": "observation/image", "wrist_image": "observation/wrist_image", "proprio": "observation/state",
+             "language": "prompt"},
+    "gripper": "invert",
+    "action_horizon": 5,
+}
+
+
+@pytest.mark.parametrize("benchmark", sorted(BENCHMARKS))
+def test_every_registered_benchmark_has_client_settings_or_a_clear_error(openpi_like_server, benchmark) -> None:
+    port, _ = openpi_like_server
+    client = OpenPIClientAgent(port=port, request_timeout_s=10)
+    if benchmark not in client.benchmarks:  # a benchmark registered later: the error says where to add it
+        with pytest.raises(KeyError, match=rf"\+policy\.benchmarks\.{benchmark}\..*conf/policy/openpi\.yaml"):
+            client.configure(benchmark, {})
+        return
+    if benchmark.startswith("libero_"):
+        assert client.benchmarks[benchmark] == OPENPI_LIBERO
+    client.configure(benchmark, {})
+    assert client.execute_steps == client.benchmarks[benchmark]["action_horizon"]
+    client.close()
+
+
+def test_client_table_has_one_copy_and_missing_settings_are_named(openpi_like_server) -> None:
+    from omegaconf import OmegaConf
+
+    import policies.openpi_client
+
+    port, _ = openpi_like_server
+    assert benchmark_keyed_constants(policies.openpi_client) == []  # no Python copy to drift from the YAML
+    client = OpenPIClientAgent(port=port, request_timeout_s=10, benchmarks={"toy": {"keys": {"image": "i"}}})
+    assert OmegaConf.to_container(compose_policy("openpi").benchmarks) == {
+        k: v for k, v in client.benchmarks.items() if k != "toy"
+    }
+    with pytest.raises(KeyError, match="no settings for benchmark 'metaworld'"):
+        client.configure("metaworld", {})
+    with pytest.raises(KeyError, match=r"policy\.benchmarks\.toy\.keys must map 'image' and 'language'"):
+        client.configure("toy", {})
+    client.benchmarks["toy"]["keys"]["language"] = "prompt"
+    with pytest.raises(ValueError, match=r"set policy\.benchmarks\.toy\.gripper"):  # an openpi server: no default
+        client.configure("toy", {})
+    client.close()

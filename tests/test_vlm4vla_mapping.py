@@ -12,6 +12,7 @@ from vlm_fixtures import images, tiny_agent
 
 from policies.vlm4vla.mapping import ActionMapper, get_mapping, load_statistics
 from policies.vlm4vla.preprocess import centre_crop_resize
+from tasks.registry import BENCHMARKS
 
 REPO = Path(__file__).resolve().parents[1]
 ARM = np.array([[[0.5, -1.0, 0.0, 1.0, -0.2, 0.8]]])  # (1, 1, 6) tanh outputs
@@ -92,7 +93,7 @@ def test_statistics_files(tmp_path, shared_data) -> None:
     bad.write_text(json.dumps({"mean": [0] * 7}))
     with pytest.raises(KeyError, match="q01"):
         load_statistics(bad)
-    with pytest.raises(KeyError, match="no VLM4VLA output mapping"):
+    with pytest.raises(KeyError, match=r"no VLM4VLA output mapping for benchmark 'metaworld'.*add an OutputMapping"):
         get_mapping("metaworld")
 
 
@@ -209,3 +210,65 @@ def test_policy_config_instantiates_a_tiny_agent() -> None:
     assert agent.chunk_size == 4 and agent.execute_steps == 4
     out = agent.act({"image": images(1), "language": ["put the bowl on the plate"]}, [0])
     assert out.shape == (1, 4, 7)
+
+
+# ---- the per-benchmark table: one copy (policies/vlm4vla/mapping.py MAPPINGS), every registered benchmark -------
+# the paper's released statistics (dataset_statistics_libero_10.json, dataset_statistics_bridge.json); CALVIN's
+# actions are not q01/q99-normalised. Every other benchmark has none and must be told.
+SHIPPED_FOR = {"libero_long": "libero_10", "simpler_bridge": "bridge", "calvin": None}
+
+
+@pytest.fixture(scope="module")
+def table_agent():  # noqa: ANN201 - a VLM4VLAAgent of its own (configured to every benchmark in turn)
+    from policies.vlm4vla import VLM4VLAAgent
+
+    return VLM4VLAAgent("kosmos2", model_path="tiny", device="cpu", dtype="float32")
+
+
+@pytest.mark.parametrize("benchmark", sorted(BENCHMARKS))
+def test_every_registered_benchmark_has_a_mapping_or_a_clear_error(table_agent, benchmark: str) -> None:
+    from harness.spec import agent_env_kwargs
+    from policies.vlm4vla import VLM4VLAAgent
+    from policies.vlm4vla.mapping import MAPPINGS
+    from tasks.registry import get_benchmark
+
+    table_agent.statistics = None
+    if benchmark not in MAPPINGS:  # a benchmark registered later: the error says where to add it
+        with pytest.raises(KeyError, match=r"MAPPINGS in policies/vlm4vla/mapping\.py"):
+            table_agent.configure(benchmark, {})
+        return
+    libero = benchmark.startswith("libero_")
+    mapping = MAPPINGS[benchmark]
+    assert mapping.libero_crop is libero
+    if libero:  # the paper's LIBERO adapter on every suite
+        assert (mapping.chunk_size, mapping.execute_steps, mapping.open_after) == (4, 4, 1)
+    # the harness turns the native render on exactly where the crop applies (derived from the table)
+    env_kwargs = agent_env_kwargs({"_target_": "policies.vlm4vla.VLM4VLAAgent"}, benchmark, get_benchmark(benchmark).env_id, {})
+    assert env_kwargs == ({"native_image": True} if libero else {})
+    assert (benchmark in VLM4VLAAgent.needs_native_image) is libero
+    if benchmark in SHIPPED_FOR:
+        table_agent.configure(benchmark, {})
+        assert table_agent.mapper.mapping.statistics == SHIPPED_FOR[benchmark]
+        assert (table_agent.mapper.q01 is None) is (SHIPPED_FOR[benchmark] is None)
+        return
+    # no released statistics: named, never borrowed from LIBERO-10 behind the user's back
+    with pytest.raises(ValueError, match=rf"no action statistics for {benchmark} .*pass policy\.statistics="):
+        table_agent.configure(benchmark, {})
+    table_agent.statistics = "libero_10"  # the user names them: the suite runs, cropped
+    table_agent.configure(benchmark, {})
+    np.testing.assert_array_equal(table_agent.mapper.q99, load_statistics("libero_10")[1])
+    assert table_agent.chunk_size == 4 and table_agent.mapper.mapping.libero_crop
+
+
+def test_vlm4vla_yaml_holds_no_copy_of_the_table() -> None:
+    from omegaconf import OmegaConf
+
+    def keys(node: object) -> set[str]:
+        if isinstance(node, dict):
+            return set(map(str, node)) | set().union(*(keys(v) for v in node.values()))
+        if isinstance(node, list):
+            return set().union(*(keys(v) for v in node))
+        return set()
+
+    for name in CONFIGS:
+        assert not keys(OmegaConf.to_container(_policy_config(name))) & set(BENCHMARKS), name

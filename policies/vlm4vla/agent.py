@@ -16,7 +16,7 @@ from policies.vlm4vla import trainconfig
 from policies.vlm4vla.checkpoint import CheckpointError, load_into, read_checkpoint_file
 from policies.vlm4vla.families import Family, family_of_config, get_family
 from policies.vlm4vla.head import FCDecoder, HeadSpec, VLM4VLAModel
-from policies.vlm4vla.mapping import ActionMapper, get_mapping
+from policies.vlm4vla.mapping import ActionMapper, get_mapping, libero_crop_benchmarks
 from policies.vlm4vla.preprocess import centre_crop_resize
 from policies.vlm4vla.trainconfig import TrainConfig, TrainConfigError
 
@@ -145,7 +145,8 @@ class VLM4VLAAgent(Agent):
     """
 
     # LIBERO: the paper crops the 256x256 render (obs["image_native"]); the other benchmarks have no such image.
-    needs_native_image = ("libero_long",)
+    # Derived from the output table, so every benchmark with the LIBERO crop gets it.
+    needs_native_image = libero_crop_benchmarks()
 
     def __init__(
         self,

@@ -9,6 +9,13 @@ un-normalisation ``0.5 * (a + 1) * (q99 - q01) + q01``. Gripper: sigmoid > 0.5 -
 
 Shipped statistics (``action_stats_*.json`` beside this file): the action q01/q99 of the paper's released
 ``dataset_statistics_libero_10.json`` and ``dataset_statistics_bridge.json``.
+
+:data:`MAPPINGS` is the one per-benchmark table of VLM4VLA (its YAML has none): the harness reads
+``VLM4VLAAgent.needs_native_image`` from the class before building it, so the table must be importable, and
+its values are the paper's fixed evaluation adapters, each with its own override in
+``conf/policy/base/vlm4vla.yaml`` (``chunk_size``, ``execute_steps``, ``statistics``, ``action_scale``,
+``center_crop``). The paper trained and evaluated LIBERO-10 only: the other LIBERO suites get its LIBERO
+adapter (chunk 4, the centre crop) but no statistics, which their own data would give (``policy.statistics``).
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ class OutputMapping:
     benchmark: str
     chunk_size: int  # actions predicted per query (the head's n)
     execute_steps: int  # actions executed open-loop per query
-    statistics: str | None = None  # key of SHIPPED_STATS or a path; None = no un-normalisation
+    statistics: str | None = None  # key of SHIPPED_STATS or a path; None = none shipped
+    needs_statistics: bool = False  # the arm is q01/q99-normalised data (LIBERO, Bridge): statistics are required
     scale: float = 0.65  # symmetric action range (norm_min = -scale, norm_max = scale) unless these are set
     norm_min: float | None = None
     norm_max: float | None = None
@@ -37,16 +45,36 @@ class OutputMapping:
     libero_crop: bool = False  # 90%-area centre crop before the model (LIBERO)
 
 
+def _libero(suite: str, statistics: str | None = None) -> OutputMapping:
+    """The paper's LIBERO adapter (its LIBERO-10 configs: chunk 4, all executed, the 90% centre crop)."""
+    return OutputMapping(suite, chunk_size=4, execute_steps=4, statistics=statistics, needs_statistics=True,
+                         libero_crop=True)
+
+
 MAPPINGS = {
     "calvin": OutputMapping("calvin", chunk_size=10, execute_steps=10),
-    "libero_long": OutputMapping("libero_long", chunk_size=4, execute_steps=4, statistics="libero_10", libero_crop=True),
-    "simpler_bridge": OutputMapping("simpler_bridge", chunk_size=4, execute_steps=4, statistics="bridge", open_after=2),
+    "libero_long": _libero("libero_long", statistics="libero_10"),
+    # no released statistics: the paper did not train on these suites
+    "libero_spatial": _libero("libero_spatial"),
+    "libero_object": _libero("libero_object"),
+    "libero_goal": _libero("libero_goal"),
+    "libero_90": _libero("libero_90"),
+    "simpler_bridge": OutputMapping("simpler_bridge", chunk_size=4, execute_steps=4, statistics="bridge",
+                                    needs_statistics=True, open_after=2),
 }
+
+
+def libero_crop_benchmarks() -> tuple[str, ...]:
+    """The benchmarks whose images get the LIBERO centre crop (from the native render): ``needs_native_image``."""
+    return tuple(name for name, mapping in MAPPINGS.items() if mapping.libero_crop)
 
 
 def get_mapping(benchmark: str, **overrides: object) -> OutputMapping:
     if benchmark not in MAPPINGS:
-        raise KeyError(f"no VLM4VLA output mapping for benchmark {benchmark!r}; known: {sorted(MAPPINGS)}")
+        raise KeyError(
+            f"no VLM4VLA output mapping for benchmark {benchmark!r} (known: {sorted(MAPPINGS)}): add an "
+            f"OutputMapping for it to MAPPINGS in policies/vlm4vla/mapping.py"
+        )
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return dataclasses.replace(MAPPINGS[benchmark], **overrides)
 
@@ -78,6 +106,12 @@ class ActionMapper:
     def __init__(self, mapping: OutputMapping, statistics_path: str | None = None) -> None:
         self.mapping = mapping
         source = statistics_path or mapping.statistics
+        if source is None and mapping.needs_statistics:
+            raise ValueError(
+                f"VLM4VLA has no action statistics for {mapping.benchmark} (the paper released "
+                f"{sorted(SHIPPED_STATS)} only): pass policy.statistics=<q01/q99 JSON of the data the checkpoint was "
+                f"trained on, or a shipped key> (the paper's dataset_statistics_*.json layout or {{\"q01\": [...], \"q99\": [...]}})"
+            )
         self.q01, self.q99 = load_statistics(source) if source else (None, None)
         self._open_streak: dict[int, int] = {}
 
