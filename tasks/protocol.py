@@ -1,4 +1,13 @@
-"""Protocols are data: every constant that changes a score lives in a frozen dataclass with a digest."""
+"""Protocols are data: every constant that changes a score lives in a frozen dataclass with a digest.
+
+Each field is one of three kinds (``tests/test_protocol_fields.py`` checks every registered benchmark):
+
+- identity: ``benchmark``, ``name`` (and a benchmark's own, e.g. LIBERO's ``suite``): which protocol it is;
+- knob: a setting the benchmark's execution reads; every value its check accepts is implemented;
+- fact: what the protocol is pinned to (a simulator version, the scene, the control rate). A fact has one
+  value, declared with its reason in the class's ``FACTS``; ``replace`` refuses to change it. Facts stay in
+  the digest, so runs under another pinned simulator or scene never compare equal to these.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 
 def canonical_json(data: Any) -> str:
@@ -51,6 +60,16 @@ class Protocol:
     benchmark: str
     name: str
 
+    # field -> why it has one value only (see the module docstring)
+    FACTS: ClassVar[Mapping[str, str]] = {}
+    IDENTITY: ClassVar[tuple[str, ...]] = ("benchmark", "name")
+
+    def __post_init__(self) -> None:
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for field, reason in self.FACTS.items():
+            if getattr(self, field) != defaults[field]:
+                raise ValueError(_fact_message(self.benchmark, field, defaults[field], getattr(self, field), reason))
+
     def to_dict(self) -> dict[str, Any]:
         return json.loads(canonical_json(dataclasses.asdict(self)))
 
@@ -62,4 +81,14 @@ class Protocol:
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise KeyError(f"unknown {self.benchmark} protocol field(s) {unknown}")
+        for field, value in changes.items():
+            if field in self.FACTS and value != getattr(self, field):
+                raise ValueError(_fact_message(self.benchmark, field, getattr(self, field), value, self.FACTS[field]))
         return dataclasses.replace(self, **changes)
+
+
+def _fact_message(benchmark: str, field: str, fact: Any, given: Any, reason: str) -> str:
+    return (
+        f"protocol field {field!r} is a fact of the {benchmark} protocols, not a setting: it is {fact!r} "
+        f"({reason}); got {given!r}"
+    )

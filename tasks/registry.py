@@ -30,6 +30,7 @@ class Benchmark(TypingProtocol):
     env_id: str  # gymnasium id, e.g. "VLA/LiberoLong-v0"
     entry_point: str  # "module:Class" of its env; vla_gym registers env_id -> entry_point from this
     task_names: tuple[str, ...]
+    protocols: Mapping[str, Protocol]  # every named protocol (aliases aside)
 
     def protocol(self, name: str | None = None, **overrides: Any) -> Protocol:
         """The named protocol (the benchmark's default when None) with field overrides applied."""

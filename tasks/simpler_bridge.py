@@ -54,6 +54,15 @@ def instruction(task: str) -> str:
 class SimplerBridgeProtocol(Protocol):
     """Every constant that changes a SimplerEnv-Bridge score."""
 
+    FACTS = {
+        "episode_start": "each episode starts in a freshly built PhysX scene, as gym.make builds it",
+        "rotation_input": "the contract's rotation is roll/pitch/yaw deltas, converted to axis-angle",
+        "control_freq": "the Bridge digital twins control at 5 Hz",
+        "sim_freq": "the Bridge digital twins simulate at 500 Hz",
+        "consecutive_grasp_steps": "ManiSkill's Bridge envs count a grasp held 5 steps in a row",
+        "simulator": "the simulator these protocols are pinned to",
+    }
+
     benchmark: str = NAME
     name: str = "vlm4vla"
     camera: str = "3rd_view_camera"
@@ -81,6 +90,7 @@ class SimplerBridgeProtocol(Protocol):
     simulator: str = "mani-skill==3.0.1 sapien==3.0.3 physx_cpu"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.resize_interpolation not in RESIZE_INTERPOLATIONS:
             raise ValueError(
                 f"resize_interpolation must be one of {RESIZE_INTERPOLATIONS}, got {self.resize_interpolation!r}"
@@ -96,14 +106,6 @@ class SimplerBridgeProtocol(Protocol):
             raise ValueError(
                 f"eggplant_layouts must be 'simpler_8x3' or 'maniskill3_8x8', got {self.eggplant_layouts!r}"
             )
-        if self.episode_start != "fresh_scene":
-            raise ValueError(f"episode_start must be 'fresh_scene', got {self.episode_start!r}")
-        if self.rotation_input != "euler_xyz":
-            raise ValueError(f"rotation_input must be 'euler_xyz', got {self.rotation_input!r}")
-        if (self.control_freq, self.sim_freq) != (5, 500):
-            raise ValueError("control_freq/sim_freq are fixed by the Bridge digital twins at 5/500 Hz")
-        if self.consecutive_grasp_steps != 5:
-            raise ValueError("consecutive_grasp_steps is fixed at 5 by ManiSkill's Bridge envs")
 
     def max_steps_for(self, task: str) -> int:
         instruction(task)  # validates the name
@@ -161,6 +163,7 @@ class SimplerBridgeBenchmark(Scoring):
 
     name = NAME
     env_id = ENV_ID
+    protocols = PROTOCOLS
     entry_point = "vla_gym.bridge.env:SimplerBridgeEnv"  # registered by vla_gym from this declaration
     task_names = TASK_NAMES
     EPISODE_METRICS = EPISODE_METRICS

@@ -167,15 +167,23 @@ def resolve_protocol(
         raise TypeError(f"protocol_overrides must be a dict, got {type(overrides).__name__}")
     changes = dict(overrides or {})
     if protocol is None or isinstance(protocol, str):
-        return benchmark.protocol(protocol, **changes)
-    if not isinstance(protocol, Protocol):
+        base = benchmark.protocol(protocol)
+    elif isinstance(protocol, Protocol):
+        base = protocol
+    else:
         raise TypeError(f"protocol must be a name, a protocol object or None, got {type(protocol).__name__}")
-    if protocol.benchmark != benchmark.name:
+    if base.benchmark != benchmark.name:
         raise ValueError(
-            f"a {protocol.benchmark} protocol cannot run on {benchmark.env_id} ({benchmark.name}); "
+            f"a {base.benchmark} protocol cannot run on {benchmark.env_id} ({benchmark.name}); "
             f"pass one of {benchmark.name}'s protocols, e.g. by name"
         )
-    return protocol.replace(**changes) if changes else protocol
+    fixed = sorted(set(changes) & (set(type(base).IDENTITY) - {"name"}))
+    if fixed:
+        raise ValueError(
+            f"protocol_overrides cannot change {fixed}: they say which benchmark's protocol this is; "
+            "choose another env id or protocol instead"
+        )
+    return base.replace(**changes) if changes else base
 
 
 def _check_pool(pool: Sequence[int] | None, plan: Mapping[int, EpisodeKey]) -> tuple[int, ...] | None:

@@ -3,7 +3,7 @@ vla-gym contract.
 
 - ``reset(options={"episode": k})``: task ``k // 24``, ``episode_id`` ``k % 24`` (SimplerEnv's layouts);
   or ``options={"task": "carrot_on_plate", "episode_id": j}``; without options the seed picks an episode.
-- Observation: ``image`` = the 3rd-person camera, green-screened, at 224x224 (rendered at the protocol's
+- Observation: ``image`` = the 3rd-person camera, green-screened, at the protocol's ``image_size`` (224; rendered at the protocol's
   size and resized with the protocol's interpolation when that differs); ``language``; ``proprio`` (7
   floats: end-effector xyz and roll/pitch/yaw in the robot base frame, mean finger position in metres)
   when ``proprio=True``. No wrist camera.
@@ -43,7 +43,7 @@ from vla_gym.bridge.assets import BridgeAssets, resolve_assets
 from vla_gym.bridge.layouts import LAYOUTS
 from vla_gym.bridge.rotation import euler_xyz_to_axis_angle, quat_to_euler_xyz
 from vla_gym.bridge.vulkan import ensure_vulkan_driver, explain_render_failure
-from vla_gym.contract import IMAGE_SIZE, action_space, observation_space, validate_action
+from vla_gym.contract import action_space, observation_space, validate_action
 from vla_gym.images import resize_square
 
 PROPRIO_DIM = 7
@@ -83,7 +83,9 @@ class SimplerBridgeEnv(VLAEnv):
             )
         self.task_cache_size = task_cache_size
 
-        self.observation_space = observation_space(wrist=False, proprio_dim=PROPRIO_DIM if proprio else None)
+        self.observation_space = observation_space(
+            wrist=False, proprio_dim=PROPRIO_DIM if proprio else None, image_size=self.protocol.image_size
+        )
         self.action_space = action_space(ACTION_LOW, ACTION_HIGH)
 
         assets: BridgeAssets = resolve_assets(assets_dir, download=download_assets)
@@ -208,7 +210,7 @@ class SimplerBridgeEnv(VLAEnv):
     def _observation(self, ms_obs: dict[str, Any]) -> dict[str, Any]:
         frame = ms_obs["sensor_data"][self.protocol.camera]["rgb"][0].cpu().numpy()
         self._last_frame = frame
-        image = resize_square(frame, IMAGE_SIZE, self.protocol.resize_interpolation)
+        image = resize_square(frame, self.protocol.image_size, self.protocol.resize_interpolation)
         obs: dict[str, Any] = {
             "image": np.ascontiguousarray(image, dtype=np.uint8),
             "language": instruction(self._task),
