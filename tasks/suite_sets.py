@@ -49,7 +49,9 @@ class BenchmarkSet:
             try:
                 found[member] = get_benchmark(member)
             except KeyError as exc:
-                raise KeyError(f"benchmark set {self.name!r}: member {exc.args[0]}") from exc
+                raise KeyError(
+                    f"benchmark set {self.name!r} names {member!r}, which is not a registered benchmark: {exc.args[0]}"
+                ) from exc
         return found
 
     def check_members(self) -> None:
