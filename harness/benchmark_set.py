@@ -12,9 +12,10 @@ runner and agent (the agent is built afresh per member: ``Agent.configure`` is o
   member only, so name tasks by index here);
 - member ``m`` writes its own result store and reports into ``output_dir/m/``, the same folder ``env=m
   output_dir=<output_dir>/m`` would resume: a crash loses no finished episode and a rerun resumes every member;
-- once every member has run, ``output_dir`` gets the set's ``results.json`` (the set's metrics, each member's
-  protocol digest and the set digest), ``report.md`` (one row per member) and a bar plot. ``set.json`` marks
-  the folder as a set's, so a single benchmark's store is never written over it (and vice versa).
+- ``output_dir`` gets ``config.yaml`` (the latest invocation's) and, once every member has run, the set's
+  ``results.json`` (the set's metrics, each member's protocol digest and the set digest), ``report.md`` (one
+  row per member) and a bar plot. ``set.json`` marks the folder as a set's, so a single benchmark's store is
+  never written over it (and vice versa).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from harness.evaluate import evaluate_benchmark
 from harness.report import write_set_report
 from harness.spec import RunSpec, resolve
-from harness.store import RUN_FILE, SET_FILE, StoreMismatchError, _atomic_write
+from harness.store import CONFIG_FILE, RUN_FILE, SET_FILE, StoreMismatchError, _atomic_write
 from tasks.registry import get_benchmark_set
 from tasks.suite_sets import BenchmarkSet
 
@@ -150,7 +151,8 @@ def evaluate_set(cfg: DictConfig) -> dict[str, Any]:
         "seed": int(cfg.seed),
         "selection": {key: _plain(cfg.get(key)) for key in ("tasks", "episodes_per_task", "episodes", "episodes_from")},
     }  # fmt: skip
-    claim_folder(output_dir, info)
+    claim_folder(output_dir, {key: info[key] for key in ("benchmark_set", "members", "policy", "seed")})
+    _atomic_write(output_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))  # the latest invocation's
     member_metrics = {}
     for i, member in enumerate(bset.members):
         log.info("%s: member %d of %d, %s (%d episodes) into %s", bset.name, i + 1, len(bset.members), member,

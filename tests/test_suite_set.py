@@ -217,7 +217,7 @@ def test_env_libero_end_to_end_one_episode_per_suite_then_resume(tmp_path: Path)
     metrics = evaluate(_cfg(*overrides))
     first_run_s = time.monotonic() - start
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [*SUITES, "report.md", "results.json", "set.json", "success_per_suite.png"]
+        [*SUITES, "config.yaml", "report.md", "results.json", "set.json", "success_per_suite.png"]
     )
     rates, digests = [], {}
     for member in SUITES:
