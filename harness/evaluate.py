@@ -2,6 +2,8 @@
 
 Writes into ``output_dir`` the result store (run.json, config.yaml, episodes.jsonl; see harness.store),
 results.json, report.md, success_per_task.png and, on request, videos/. Re-running the same command resumes.
+An env config naming a benchmark set (``benchmark_set:``, see tasks.suite_sets) runs each member into
+``output_dir/<member>/`` as above and writes the set's report beside them (harness.benchmark_set).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from harness.metrics import summarize
 from harness.progress import Progress
 from harness.report import write_report
 from harness.runner import AgentSource, EpisodeResult, Runner
-from harness.spec import build_agent, resolve, run_info, runner_from_cfg
+from harness.spec import RunSpec, build_agent, is_set_config, resolve, run_info, runner_from_cfg
 from harness.store import ResultStore
 from harness.video import video_episodes, video_path, write_video
 from tasks.plan import EpisodeKey
@@ -103,8 +105,18 @@ class StoreSink:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Run (or resume) one evaluation and write its reports; returns the metrics."""
-    spec = resolve(cfg)
+    """Run (or resume) one evaluation and write its reports; returns the metrics. An env config naming a
+    benchmark set (``benchmark_set:``) runs every member of the set (see harness.benchmark_set)."""
+    if is_set_config(cfg.env):
+        from harness.benchmark_set import evaluate_set  # it builds on this module
+
+        return evaluate_set(cfg)
+    return evaluate_benchmark(cfg, resolve(cfg))
+
+
+def evaluate_benchmark(cfg: DictConfig, spec: RunSpec) -> dict[str, Any]:
+    """Run (or resume) the episodes of ``spec`` (resolved from ``cfg``) into ``cfg.output_dir`` and write
+    its reports; returns the metrics."""
     policy = OmegaConf.to_container(cfg.policy, resolve=True)
     assert isinstance(policy, dict)
     output_dir = Path(str(cfg.output_dir))

@@ -52,6 +52,8 @@ def bar_plot(plot: BarPlot, path: Path, title: str) -> Path:
     rates, err = _errors(plot.entries)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.bar(plot.positions, rates, yerr=err, color="#55a868", capsize=3)
+    if plot.labels is not None:
+        ax.set_xticks(plot.positions, plot.labels, rotation=20 if len(plot.labels) > 3 else 0, ha="right")
     ax.set_xlabel(plot.xlabel)
     ax.set_ylabel(plot.ylabel)
     ax.set_ylim(0, 1)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import plots
 from harness.records import EpisodeRecord
 from tasks.registry import Benchmark, get_benchmark
 from tasks.scoring import Section, Table, ci, pct
 
-__all__ = ["ci", "failure_breakdown", "markdown", "pct", "write_report"]
+if TYPE_CHECKING:
+    from tasks.suite_sets import BenchmarkSet
+
+__all__ = ["ci", "failure_breakdown", "markdown", "pct", "set_markdown", "write_report", "write_set_report"]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
@@ -121,4 +124,34 @@ def write_report(
         paths["plot"] = plots.per_task_plot(metrics, folder / "success_per_task.png", title)
         for plot in get_benchmark(run_info["benchmark"]).plots(metrics):
             paths[plot.key] = plots.bar_plot(plot, folder / plot.filename, title)
+    return paths
+
+
+def set_markdown(run_info: dict[str, Any], metrics: dict[str, Any], bset: BenchmarkSet) -> str:
+    """A benchmark set's report: its headline, then the set's own sections (one row per member)."""
+    policy = run_info.get("policy") or {}
+    lines = [
+        f"# {bset.title}: {policy.get('_target_', 'policy')}",
+        "",
+        f"- benchmark set `{bset.name}`: {', '.join(f'`{m}`' for m in bset.members)}, run one after the other, "
+        f"each with its own env, protocol and episodes, into its own folder",
+        f"- seed: {run_info.get('seed')}",
+        *bset.report_header(metrics),
+    ]
+    for section in bset.report_sections(metrics):
+        lines += _section(section)
+    return "\n".join(lines) + "\n"
+
+
+def write_set_report(
+    folder: Path, run_info: dict[str, Any], metrics: dict[str, Any], bset: BenchmarkSet
+) -> dict[str, Path]:
+    """Write a set's results.json, report.md and plots into ``folder`` (its members' are in subfolders)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"results": folder / "results.json", "report": folder / "report.md"}
+    results = {"run": run_info, "metrics": metrics}
+    paths["results"].write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
+    paths["report"].write_text(set_markdown(run_info, metrics, bset))
+    for plot in bset.plots(metrics):
+        paths[plot.key] = plots.bar_plot(plot, folder / plot.filename, bset.title)
     return paths

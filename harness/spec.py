@@ -45,9 +45,20 @@ def _int_list(name: str, value: Any) -> list[int] | None:
     return value
 
 
+def is_set_config(env_cfg: Any) -> bool:
+    """Whether an env config names a benchmark set (``benchmark_set:``) rather than one benchmark."""
+    return env_cfg.get("benchmark_set") is not None
+
+
 def resolve(cfg: DictConfig) -> RunSpec:
     """Build the protocol and plan from ``cfg.env`` without building an env, and apply the selection."""
     env_cfg = cfg.env
+    if is_set_config(env_cfg):
+        members = registry.get_benchmark_set(str(env_cfg.benchmark_set)).members
+        raise ValueError(
+            f"the env config names the benchmark set {env_cfg.benchmark_set!r} (members {list(members)}); only "
+            f"harness.evaluate runs a set. Run one member here instead, e.g. env={members[0]}"
+        )
     for key in ("benchmark", "id"):
         if key not in env_cfg or env_cfg[key] is None:
             raise KeyError(f"env config needs {key!r} (see conf/env/*.yaml)")

@@ -24,6 +24,7 @@ from harness.records import EpisodeRecord
 from tasks.registry import BENCHMARKS, get_benchmark
 
 RUN_FILE = "run.json"
+SET_FILE = "set.json"  # marks a benchmark set's folder (harness.benchmark_set): its members' stores are below
 EPISODES_FILE = "episodes.jsonl"
 CONFIG_FILE = "config.yaml"
 
@@ -75,6 +76,11 @@ class ResultStore:
         return self.folder / EPISODES_FILE
 
     def _check_or_write_run_info(self) -> None:
+        if (self.folder / SET_FILE).exists():
+            raise StoreMismatchError(
+                f"{self.folder} holds a benchmark set's run (its {SET_FILE}; each member's store is in a subfolder), "
+                f"not one benchmark's; use another output_dir"
+            )
         path = self.folder / RUN_FILE
         self.versions_changed = False
         if not path.exists():

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
 
 from tasks.plan import EpisodeKey
 from tasks.protocol import Protocol
 from tasks.scoring import BarPlot, MetricField, Record, Section
+
+if TYPE_CHECKING:
+    from tasks.suite_sets import BenchmarkSet
 
 # name -> "module" (its BENCHMARK) or "module:ATTRIBUTE"
 BENCHMARKS = {
@@ -22,6 +25,11 @@ BENCHMARKS = {
     "libero_object": "tasks.libero_suites:OBJECT",
     "libero_goal": "tasks.libero_suites:GOAL",
     "libero_90": "tasks.libero_suites:LIBERO_90",
+}
+
+# Benchmark sets (tasks.suite_sets.BenchmarkSet): several benchmarks run and reported together; same form
+BENCHMARK_SETS = {
+    "libero": "tasks.suite_sets:LIBERO",
 }
 
 
@@ -78,3 +86,10 @@ def get_benchmark(name: str) -> Benchmark:
 def benchmark_watchdog_bounds(name: str) -> Mapping[str, float] | None:
     """The watchdog bounds a registered benchmark declares; None for a name that is not registered."""
     return get_benchmark(name).watchdog_bounds if name in BENCHMARKS else None
+
+
+def get_benchmark_set(name: str) -> BenchmarkSet:
+    if name not in BENCHMARK_SETS:
+        raise KeyError(f"unknown benchmark set {name!r}; known: {sorted(BENCHMARK_SETS)}")
+    module, _, attribute = BENCHMARK_SETS[name].partition(":")
+    return getattr(importlib.import_module(module), attribute or "BENCHMARK_SET")

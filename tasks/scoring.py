@@ -133,6 +133,7 @@ class BarPlot:
     xlabel: str
     ylabel: str
     subtitle: str | None = None
+    labels: tuple[str, ...] | None = None  # tick labels at ``positions`` (None: the positions themselves)
 
 
 @dataclasses.dataclass(frozen=True)

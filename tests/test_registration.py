@@ -1,5 +1,5 @@
 """Env ids, entry points and the Hydra env configs all derive from (or are checked against) the benchmark
-declarations in tasks.registry."""
+(and benchmark set) declarations in tasks.registry."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import yaml
 from gymnasium.envs.registration import load_env_creator
 
 import vla_gym
-from tasks.registry import BENCHMARKS, get_benchmark
+from tasks.registry import BENCHMARK_SETS, BENCHMARKS, get_benchmark, get_benchmark_set
 
 CONF_ENV = Path(__file__).resolve().parents[1] / "conf" / "env"
 
@@ -28,4 +28,12 @@ def test_each_benchmark_is_registered_from_its_declaration(name: str) -> None:
 
 
 def test_no_env_config_without_a_benchmark() -> None:
-    assert {p.stem for p in CONF_ENV.glob("*.yaml")} <= set(BENCHMARKS)
+    assert {p.stem for p in CONF_ENV.glob("*.yaml")} <= set(BENCHMARKS) | set(BENCHMARK_SETS)
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARK_SETS))
+def test_each_benchmark_set_has_its_env_config_and_registered_members(name: str) -> None:
+    config = yaml.safe_load((CONF_ENV / f"{name}.yaml").read_text())
+    assert config["benchmark_set"] == name and "benchmark" not in config and "id" not in config
+    assert name not in BENCHMARKS  # one name, one meaning
+    assert set(get_benchmark_set(name).benchmarks()) == set(get_benchmark_set(name).members)
