@@ -46,9 +46,13 @@ def _calvin(data: Path) -> tuple[dict[str, Any], list[str], tuple[int, ...]]:
 
 
 def _bridge(data: Path) -> tuple[dict[str, Any], list[str], tuple[int, ...]]:
-    kwargs = {"assets_dir": str(data / "bridge"), "protocol": "fast", "protocol_overrides": {"max_steps": STEPS}}
+    kwargs = {
+        "assets_dir": str(data / "bridge"),
+        "protocol": "fast",
+        "protocol_overrides": {"max_steps": STEPS, "image_size": 64},  # the knob, exercised
+    }
     plan = simpler_bridge.BENCHMARK.episode_plan(simpler_bridge.BENCHMARK.protocol("fast"))
-    return kwargs, [simpler_bridge.instruction(plan[k].task) for k in EPISODES], (224, 224, 3)
+    return kwargs, [simpler_bridge.instruction(plan[k].task) for k in EPISODES], (64, 64, 3)
 
 
 def _libero_suite(name: str) -> Callable[[Path], tuple[dict[str, Any], list[str], tuple[int, ...]]]:
