@@ -256,7 +256,7 @@ def test_every_registered_benchmark_has_its_settings_or_a_clear_error(benchmark:
     local = OpenVLAAgent.from_components(FakeModel([0] * 7), FakeProcessor(), stats)
     for agent in (local, OpenVLARestAgent()):
         if benchmark not in agent.benchmarks:  # a suite registered later: the error says where to add it
-            with pytest.raises(KeyError, match=rf"\+policy\.benchmarks\.{benchmark}\..*conf/policy/base/openvla"):
+            with pytest.raises(KeyError, match=rf"(?s)(?=.*\+policy\.benchmarks\.{benchmark}\.)(?=.*conf/policy/base/openvla)"):
                 agent.configure(benchmark, {})
             continue
         # every LIBERO suite is cropped, as OpenVLA's LIBERO fine-tunes were trained
