@@ -47,7 +47,19 @@ FINGER_REACH = 0.055
 FINGER_HALF_WIDTH = 0.012
 CLEAR_ENOUGH = 0.02  # a grasp this far from every neighbour stays where it is
 PUSH_TILT = 0.6  # rad the fingers lean into a push (see Planner._push_rot)
+FLAT_HALF_HEIGHT = 0.015  # flatter than this and wider than the hand: slid along the table (plates)
+PUSH_LEAD = 0.025  # how far ahead of the hand a push's target stays
+PUSH_DONE = 0.025  # the slid object's centre this close to the goal's centre ends the push
 MAX_ATTEMPTS = 2  # a failed goal is started over once
+#: goal predicates the planner handles ("push" is its own name for an "on" it slides rather than carries)
+PREDICATES = ("in", "on", "turnon", "turnoff", "open", "close")
+# LIBERO's wooden and white cabinets: a drawer's slide qpos runs from 0 (shut) to -0.16; BDDL "open" is
+# qpos < -0.14 (libero.envs.objects.articulated_objects); pulling to -0.15 leaves margin
+DRAWER_OPEN_QPOS = -0.15
+DRAWER_NEEDS_OPENING = -0.12  # a drawer shut further than this is opened before something goes in
+# the drawer handle: a bar 16 mm thick at the front of the drawer's collision box, 3 mm below its centre
+HANDLE_HALF_DEPTH = 0.008
+HANDLE_BELOW_CENTRE = 0.003
 REQUIRED_KEYS = ("objects", "joints", "robot", "goal", "sites", "boxes", "joint_frames", "bodies")
 
 
@@ -207,16 +219,35 @@ class Planner:
     # ---- planning --------------------------------------------------------------------------------------
     def _plan(self, world: dict[str, Any]) -> None:
         """Order the goals that do not hold yet; each goal's phases are built when it starts (from the
-        world as it is then)."""
+        world as it is then). Knobs first (the hand is free), then drawers and doors that are in the way or
+        asked open, then what goes in or on, then what closes over it."""
         self._planned = True
         self._yaw = m.yaw_of(eef_pose(world)[1] @ DOWN.T) + HOME_FINGER_YAW
         goals = [tuple(g[:-1]) for g in world["goal"] if not g[-1]]
-        order = {"turnon": 0, "in": 1, "on": 1, "close": 2}
-        for g in goals:
-            if g[0] not in order:
-                raise ValueError(f"the LIBERO expert cannot plan predicate {g[0]!r} (goal {g})")
-        goals.sort(key=lambda g: order[g[0]])  # stable: BDDL order within a kind
+        unsupported = sorted({g[0] for g in goals if g[0] not in PREDICATES})
+        if any(g[0] == "open" and world["joint_frames"][_joint_of(world, g[1])]["type"] != "slide" for g in goals):
+            unsupported.append("open_door")  # a hinged door's handle swings out of reach (see the docs)
+        if unsupported:
+            # a failure, not an exception: a scored run goes on and reports the episode as the expert's miss
+            self._goals = []
+            self.failure = self.machine.failure = f"unsupported_{'_'.join(unsupported)}"
+            self._attempts = MAX_ATTEMPTS  # nothing to retry
+            return
         targets = [g[2] for g in goals if g[0] in ("in", "on")]
+        # a region inside a closed drawer (LIBERO-Goal "open the top drawer and put the bowl inside" states
+        # only the "in"): open the drawer first
+        for g in list(goals):
+            if g[0] == "in" and _closed_drawer(world, g[2]) and ("open", g[2]) not in goals:
+                goals.append(("open", g[2]))
+
+        def rank(g: tuple[str, ...]) -> int:
+            if g[0] == "close":  # closing over something put inside comes last; other closes clear the way
+                return 3 if any(t == g[1] or t.startswith(g[1] + "_") for t in targets) else 1
+            return {"turnon": 0, "turnoff": 0, "open": 1, "in": 2, "on": 2, "push": 2}[g[0]]
+
+        # plates are too flat to grasp across and their rim too low to hold: they are slid, not carried
+        goals = [("push", *g[1:]) if g[0] == "on" and _flat_and_wide(world, g[1]) else g for g in goals]
+        goals.sort(key=rank)  # stable: BDDL order within a kind
         for i, g in enumerate(goals):
             if g[0] in ("in", "on") and targets.count(g[2]) > 1:
                 self._slot[g[1]] = sum(1 for h in goals[:i] if h[0] in ("in", "on") and h[2] == g[2])
@@ -225,8 +256,12 @@ class Planner:
     def _phases(self, world: dict[str, Any], goal: tuple[str, ...]) -> list[m.Phase]:
         if goal[0] in ("in", "on"):
             return self._pick_and_place(world, goal[1], goal[2], goal[0])
-        if goal[0] == "turnon":
-            return self._turn_on(world, goal[1])
+        if goal[0] == "push":
+            return self._push_object(world, goal[1], goal[2])
+        if goal[0] in ("turnon", "turnoff"):
+            return self._turn_knob(world, goal[1], on=goal[0] == "turnon")
+        if goal[0] == "open":
+            return self._open(world, goal[1])
         return self._close(world, goal[1])
 
     def _start_goal(self, world: dict[str, Any]) -> None:
@@ -298,6 +333,53 @@ class Planner:
         ]
         return phases
 
+    def _push_object(self, world: dict[str, Any], obj: str, target: str) -> list[m.Phase]:
+        """Slide a plate along the table onto ``target``: the closed fingers go down into the well inside its
+        rim (LIBERO's plate: a 6 cm base disc in a ring of boxes 18 mm high) and push the ring from within,
+        on the goal's side. Pushing from outside would need room for the hand
+        behind the plate, which LIBERO-Goal's plate (3 cm from the cabinet) does not leave. The line to the
+        goal is re-aimed from the plate's position every step, so the hand follows the plate if it turns."""
+        skill = f"push_{obj}_{target}"
+        radius = max(h for _, h in obj_box(world, obj)["horizontal"])
+        last: dict[str, Any] = {"dir": None, "yaw": self._yaw}
+
+        def goal_xy(w: dict[str, Any]) -> np.ndarray:
+            if target in w["sites"]:
+                return np.asarray(w["sites"][target]["pos"])[:2].copy()
+            return np.asarray(w["objects"][target]["pos"])[:2].copy()
+
+        def inside(reach: float | None, lift: float) -> m.TargetFn:
+            """Fingers ``reach`` from the plate's centre towards the goal (``None``: ``PUSH_LEAD`` beyond where
+            the hand is along that line, so it keeps pushing), ``lift`` above pushing height."""
+            def fn(ctx: m.PhaseContext) -> m.Target:
+                view = obj_box(ctx.world, obj)
+                center = view["center"][:2]
+                d = goal_xy(ctx.world) - center
+                if float(np.linalg.norm(d)) > 0.005 or last["dir"] is None:
+                    last["dir"] = d / max(float(np.linalg.norm(d)), 1e-9)
+                direction = last["dir"]
+                last["yaw"] = _near_yaw(math.atan2(direction[1], direction[0]) + math.pi / 2, last["yaw"])
+                along = float((ctx.eef_pos[:2] - center) @ direction) + PUSH_LEAD if reach is None else reach
+                xy = center + direction * min(along, radius)  # a hand that rode over the rim does not run off
+                # fingertips (12 mm under the grip site) 2 mm over the well's floor (8 mm above the bottom)
+                return np.array([xy[0], xy[1], view["bottom"] + 0.022 + lift]), down(last["yaw"])
+            return fn
+
+        def arrived(ctx: m.PhaseContext) -> bool:
+            return float(np.linalg.norm(goal_xy(ctx.world) - obj_box(ctx.world, obj)["center"][:2])) < PUSH_DONE
+
+        push = m.Gains(pos=1.0, rot=1.0, max_pos_step=0.015, max_rot_step=0.2)
+        return [
+            m.Phase(skill, inside(0.0, 0.08), m.GRIPPER_CLOSE, max_steps=150, pos_tol=0.012, rot_tol=0.1),
+            m.Phase(skill, inside(0.0, 0.0), m.GRIPPER_CLOSE, max_steps=80, pos_tol=0.006, gains=SLOW,
+                    timeout_ok=True),
+            # the target stays ahead of the hand, on the line through the plate's centre, and under the
+            # floor: a hand that did not press down would ride up the rim
+            m.Phase(skill, inside(None, -0.012), m.GRIPPER_CLOSE, max_steps=240, until=arrived, gains=push,
+                    check=arrived),
+            m.Phase(skill, m.relative((0, 0, 0.08)), m.GRIPPER_OPEN, max_steps=40, pos_tol=0.02, timeout_ok=True),
+        ]
+
     def _carry_height(self, world: dict[str, Any], obj: str, target: str) -> float:
         """End-effector height while carrying: the object's bottom clears the target's top by 6 cm."""
         view = obj_box(world, obj)
@@ -337,14 +419,16 @@ class Planner:
         top = obj_box(world, target)["top"]
         return (lambda w: np.asarray(w["objects"][target]["pos"])[:2].copy()), float(top + 0.01)
 
-    def _turn_on(self, world: dict[str, Any], fixture: str) -> list[m.Phase]:
+    def _turn_knob(self, world: dict[str, Any], fixture: str, on: bool) -> list[m.Phase]:
         """Stove knobs are a low ring with a fin across it (along the knob's local y; the joint's qpos grows
-        counter-clockwise). The closed fingers, closing along the fin, go down just behind one half of the fin
-        (in the counter-clockwise sense), above the ring, and push it round; the target keeps following the
-        fin and stays ``KNOB_PUSH`` ahead of it, so the push has the force to beat the joint's damping."""
+        counter-clockwise, "on" from 0.5 rad, "off" below 0). The closed fingers, closing along the fin, go
+        down just behind one half of the fin (in the sense of the turn: counter-clockwise to turn on,
+        clockwise to turn off), above the ring, and push it round; the target keeps following the fin and
+        stays ``KNOB_PUSH`` ahead of it, so the push has the force to beat the joint's damping."""
         joint = next(j for j, f in world["joint_frames"].items() if f["object"] == fixture)
         body = next(b for b, v in world["bodies"].items() if v["joint"] == joint)
-        skill = f"turnon_{fixture}"
+        skill = f"{'turnon' if on else 'turnoff'}_{fixture}"
+        sense = 1.0 if on else -1.0  # +1: push counter-clockwise
         base = np.asarray(world["robot_base"])
         anchor0 = np.asarray(world["joint_frames"][joint]["anchor"])
 
@@ -364,14 +448,16 @@ class Planner:
             self._fin = fin_angle(w)
             anchor = np.asarray(w["joint_frames"][joint]["anchor"])
             radial = np.array([math.cos(self._fin), math.sin(self._fin), 0.0])
-            tangent = np.array([-radial[1], radial[0], 0.0])
+            tangent = sense * np.array([-radial[1], radial[0], 0.0])
             point = anchor + KNOB_RADIUS * radial + side * tangent + [0.0, 0.0, KNOB_PUSH_HEIGHT + lift]
             # the previous yaw is the reference, so the hand never flips half a turn as the fin rotates
             self._knob_yaw = _near_yaw(self._fin, self._knob_yaw if self._knob_yaw is not None else self._yaw)
             return point, down(self._knob_yaw)
 
         push = m.Gains(pos=1.0, rot=1.0, max_pos_step=0.05, max_rot_step=0.3)
-        turned = lambda c: float(np.asarray(c.world["joints"][joint]).reshape(-1)[0]) > 0.75  # noqa: E731
+        knob = lambda w: float(np.asarray(w["joints"][joint]).reshape(-1)[0])  # noqa: E731
+        # LIBERO's FlatStove: on from 0.5 rad (0.75 leaves margin), off below 0 (its stop is at -0.005)
+        turned = (lambda c: knob(c.world) > 0.75) if on else (lambda c: knob(c.world) < -0.001)  # noqa: E731
         return [
             m.Phase(skill, lambda c: pose(c.world, -KNOB_BEHIND, 0.08), m.GRIPPER_CLOSE, max_steps=150),
             # the fingers may graze the ring on the way down: close enough is enough
@@ -382,11 +468,58 @@ class Planner:
             m.Phase(skill, m.relative((0, 0, 0.08)), m.GRIPPER_OPEN, max_steps=40, pos_tol=0.02, timeout_ok=True),
         ]
 
+    def _open(self, world: dict[str, Any], thing: str) -> list[m.Phase]:
+        """Drawers only (doors are refused at planning): grasp the handle bar from the front and pull."""
+        joint = _joint_of(world, thing)
+        body = next(b for b, v in world["bodies"].items() if v["joint"] == joint)
+        qpos = lambda w: float(np.asarray(w["joints"][joint]).reshape(-1)[0])  # noqa: E731
+        axis = np.asarray(world["joint_frames"][joint]["axis"])
+        return self._pull_drawer(f"open_{thing}", axis, body, qpos, eef_pose(world)[1])
+
+    def _pull_drawer(self, skill: str, axis: np.ndarray, body: str, qpos: Any, hand: np.ndarray) -> list[m.Phase]:
+        """The hand points horizontally into the drawer front with the fingers closing vertically, straddles
+        the handle bar (16 mm thick, 16 mm proud of the front), closes on it and pulls out along the slide.
+        From above, the hand (20 cm wide across its fingers) would hit the cabinet over the handle; from the
+        front it clears the cabinet, but not the table under a bottom drawer (the approach stalls there)."""
+        axis = axis * np.array([1.0, 1.0, 0.0])
+        axis = axis / max(float(np.linalg.norm(axis)), 1e-9)  # closing direction, into the cabinet
+        out = -axis
+
+        def pointing(closing_sign: float) -> np.ndarray:
+            x = np.array([0.0, 0.0, closing_sign])  # fingers close along the world vertical
+            return np.stack([x, np.cross(axis, x), axis], axis=1)  # columns: the hand's axes in the world
+
+        # of the two hand rolls, the one nearer the hand's current pose (the other can hit a wrist limit)
+        rot = min((pointing(-1.0), pointing(1.0)), key=lambda r: m.rotation_angle(r @ hand.T))
+
+        def handle(w: dict[str, Any]) -> np.ndarray:
+            part = w["bodies"][body]
+            mat = np.asarray(part["mat"])
+            center = np.asarray(part["pos"]) + mat @ np.asarray(part["center"])
+            extent = float(np.abs(mat @ np.asarray(part["half"])) @ np.abs(axis))
+            p = center + out * (extent - HANDLE_HALF_DEPTH)
+            p[2] = center[2] - HANDLE_BELOW_CENTRE
+            return p
+
+        opened = lambda c: qpos(c.world) < DRAWER_OPEN_QPOS  # noqa: E731
+        return [
+            m.Phase(skill, lambda c: (handle(c.world) + out * 0.08 + [0, 0, 0.05], rot), m.GRIPPER_OPEN,
+                    max_steps=150, pos_tol=0.01, rot_tol=0.08),
+            m.Phase(skill, lambda c: (handle(c.world) + out * 0.08, rot), m.GRIPPER_OPEN, max_steps=100,
+                    pos_tol=0.008),
+            m.Phase(skill, lambda c: (handle(c.world), rot), m.GRIPPER_OPEN, max_steps=80, pos_tol=0.005,
+                    gains=SLOW, timeout_ok=True),
+            *m.hold_gripper(skill, m.GRIPPER_CLOSE, 12),
+            m.Phase(skill, m.relative(out * 0.22, rot), m.GRIPPER_CLOSE, max_steps=150, gains=SLOW, until=opened,
+                    check=opened),
+            *m.hold_gripper(skill, m.GRIPPER_OPEN, 8),
+            # back off and turn the hand down again before anything else is approached
+            m.Phase(skill, m.relative(out * 0.06 + np.array([0.0, 0.0, 0.08]), down(self._yaw)), m.GRIPPER_OPEN,
+                    max_steps=60, pos_tol=0.02, rot_tol=0.15, timeout_ok=True),
+        ]
+
     def _close(self, world: dict[str, Any], thing: str) -> list[m.Phase]:
-        if thing in world["sites"] and world["sites"][thing]["joints"]:
-            joint = world["sites"][thing]["joints"][0]
-        else:
-            joint = next(j for j, f in world["joint_frames"].items() if f["object"] == thing)
+        joint = _joint_of(world, thing)
         frame = world["joint_frames"][joint]
         body = next(b for b, v in world["bodies"].items() if v["joint"] == joint)
         skill = f"close_{thing}"
@@ -457,3 +590,30 @@ def _nearest_half_turn(angle: float, reference: float) -> float:
 
 def _at_release(ctx: m.PhaseContext, obj: str, bottom: float) -> bool:
     return obj_box(ctx.world, obj)["bottom"] <= bottom + 0.003
+
+
+def _joint_of(world: dict[str, Any], thing: str) -> str:
+    """The joint of a BDDL region that rides on one (a drawer), or of an articulated fixture (a door)."""
+    if thing in world["sites"] and world["sites"][thing]["joints"]:
+        return str(world["sites"][thing]["joints"][0])
+    return next(j for j, f in world["joint_frames"].items() if f["object"] == thing)
+
+
+def _closed_drawer(world: dict[str, Any], region: str) -> bool:
+    """Whether ``region`` lies in a drawer that is shut (too far in for anything to be put inside)."""
+    site = world["sites"].get(region)
+    if site is None or not site["joints"]:
+        return False
+    joint = str(site["joints"][0])
+    frame = world["joint_frames"].get(joint)
+    if frame is None or frame["type"] != "slide":
+        return False
+    return float(np.asarray(world["joints"][joint]).reshape(-1)[0]) > DRAWER_NEEDS_OPENING
+
+
+def _flat_and_wide(world: dict[str, Any], obj: str) -> bool:
+    """A plate: wider than the open hand and too low for a grasp across its side or by its rim."""
+    if obj not in world["boxes"]:
+        return False
+    view = obj_box(world, obj)
+    return min(h for _, h in view["horizontal"]) > MAX_FINGER_SPAN / 2 and view["hz"] < FLAT_HALF_HEIGHT
