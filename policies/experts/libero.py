@@ -46,11 +46,18 @@ KNOB_PUSH = 0.03  # how far ahead of the fin the pushing target stays
 FINGER_REACH = 0.055
 FINGER_HALF_WIDTH = 0.012
 CLEAR_ENOUGH = 0.02  # a grasp this far from every neighbour stays where it is
+RIM_HALF_WIDTH = 0.006  # half the thickness of a bowl's or mug's wall
+HANDLE_HALF_WIDTH = 0.013  # half the width of a frying pan's handle
+# robosuite's Panda gripper moves its fingers' target 1/8 of the way per step of a held close (or open)
+# command, from 40 mm per finger: a few close steps before the descent narrow the hand for tight spots
+FINGER_OPEN = 0.04
+FINGER_STEP = 0.005
 PUSH_TILT = 0.6  # rad the fingers lean into a push (see Planner._push_rot)
 FLAT_HALF_HEIGHT = 0.015  # flatter than this and wider than the hand: slid along the table (plates)
 PUSH_LEAD = 0.025  # how far ahead of the hand a push's target stays
 PUSH_DONE = 0.025  # the slid object's centre this close to the goal's centre ends the push
 MAX_ATTEMPTS = 2  # a failed goal is started over once
+SLOW_DESCENT = 0.05  # the last stretch of a placing descent, at SLOW speed
 #: goal predicates the planner handles ("push" is its own name for an "on" it slides rather than carries)
 PREDICATES = ("in", "on", "turnon", "turnoff", "open", "close")
 # LIBERO's wooden and white cabinets: a drawer's slide qpos runs from 0 (shut) to -0.16; BDDL "open" is
@@ -103,6 +110,12 @@ def eef_pose(world: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------- grasps
 def grasp_spec(world: dict[str, Any], name: str, reference_yaw: float) -> tuple[np.ndarray, float]:
     """(grasp point in the object's body frame, finger yaw in the world) for a top-down grasp of ``name``."""
+    local, yaw, _ = grasp_pose(world, name, reference_yaw)
+    return local, yaw
+
+
+def grasp_pose(world: dict[str, Any], name: str, reference_yaw: float) -> tuple[np.ndarray, float, float]:
+    """:func:`grasp_spec` plus the half-width of what the fingers close on (a rim's wall, a handle, a box)."""
     pos, rot = obj_pose(world, name)
     view = obj_box(world, name)
     base = world["robot_base"]
@@ -115,6 +128,17 @@ def grasp_spec(world: dict[str, Any], name: str, reference_yaw: float) -> tuple[
         point = min(candidates, key=lambda p: float(np.linalg.norm(p[:2] - base[:2])))
         point[2] = view["top"] - 0.02
         yaw = math.atan2(radius_dir[1], radius_dir[0])
+        width = RIM_HALF_WIDTH
+    elif "frypan" in name:
+        # A pan is held by its handle: the collision box runs from the far rim to the handle's end, so the
+        # handle lies on the side of the long axis the box's centre is shifted to; grip it 5 cm from its end.
+        (across, short_half), (along, long_half) = ((d0, h0), (d1, h1)) if h0 <= h1 else ((d1, h1), (d0, h0))
+        offset = float((view["center"] - view["pos"]) @ along)
+        outward = along if offset >= 0 else -along
+        point = view["pos"] + outward * (abs(offset) + long_half - 0.05)
+        point[2] = view["top"] - 0.015
+        yaw = math.atan2(across[1], across[0])
+        width = HANDLE_HALF_WIDTH
     elif "moka_pot" in name:
         # The handle sticks out along the longer horizontal axis: grasp the pot's upper body across the other.
         across, handle = (d0, d1) if h0 <= h1 else (d1, d0)
@@ -122,6 +146,7 @@ def grasp_spec(world: dict[str, Any], name: str, reference_yaw: float) -> tuple[
         point = view["center"] - handle * (long_half - short_half)  # pot axis, away from the handle
         point[2] = view["top"] - 0.035
         yaw = math.atan2(across[1], across[0])
+        width = short_half
     else:
         (across, short_half), (along, long_half) = ((d0, h0), (d1, h1)) if h0 <= h1 else ((d1, h1), (d0, h0))
         point = view["center"].copy()
@@ -129,7 +154,8 @@ def grasp_spec(world: dict[str, Any], name: str, reference_yaw: float) -> tuple[
         if long_half - short_half > 0.01:  # a box: slide the grasp along its long side away from neighbours
             point = _clearest_grasp(world, name, point, across, along, long_half)
         yaw = math.atan2(across[1], across[0])
-    return rot.T @ (point - pos), _near_yaw(yaw, reference_yaw)
+        width = short_half
+    return rot.T @ (point - pos), _near_yaw(yaw, reference_yaw), float(width)
 
 
 def _clearest_grasp(world: dict[str, Any], name: str, point: np.ndarray, across: np.ndarray, along: np.ndarray,
@@ -137,16 +163,23 @@ def _clearest_grasp(world: dict[str, Any], name: str, point: np.ndarray, across:
     """The grasp point on the box's long axis whose open fingers keep furthest from other objects (the
     centre unless a neighbour is within ``CLEAR_ENOUGH`` of a finger there)."""
     def clearance(p: np.ndarray) -> float:
-        fingers = [p + s * across * FINGER_REACH + t * along * FINGER_HALF_WIDTH for s in (1, -1) for t in (1, -1)]
-        gaps = [_xy_gap(world, other, f) for other in world["boxes"] if other != name for f in fingers
-                if obj_box(world, other)["top"] > p[2]]
-        return min(gaps, default=math.inf)
+        return finger_clearance(world, name, p, across, along)
 
     if clearance(point) >= CLEAR_ENOUGH:
         return point
     reach = max(0.0, long_half - 0.015)
     candidates = [point + along * reach * k / 4 for k in range(-4, 5)]
     return max(candidates, key=lambda p: (round(clearance(p), 3), -float(np.linalg.norm(p - point))))
+
+
+def finger_clearance(world: dict[str, Any], name: str, point: np.ndarray, across: np.ndarray, along: np.ndarray,
+                     reach: float = FINGER_REACH) -> float:
+    """Horizontal gap between the fingers' outer faces (``reach`` from the grasp point along ``across``) and
+    the nearest other object standing higher than the grasp point."""
+    fingers = [point + s * across * reach + t * along * FINGER_HALF_WIDTH for s in (1, -1) for t in (1, -1)]
+    gaps = [_xy_gap(world, other, f) for other in world["boxes"] if other != name for f in fingers
+            if obj_box(world, other)["top"] > point[2]]
+    return min(gaps, default=math.inf)
 
 
 def _xy_gap(world: dict[str, Any], other: str, p: np.ndarray) -> float:
@@ -287,7 +320,7 @@ class Planner:
         self.machine.replace_remaining(phases)
 
     def _pick_and_place(self, world: dict[str, Any], obj: str, target: str, kind: str) -> list[m.Phase]:
-        local, yaw = grasp_spec(world, obj, self._yaw)
+        local, yaw, width = grasp_pose(world, obj, self._yaw)
         grip_rot = down(yaw)
 
         def grasp_point(ctx: m.PhaseContext) -> m.Target:
@@ -304,6 +337,12 @@ class Planner:
         for p in phases[:2]:
             p.rot_tol = 0.08
         phases[1].gains = SLOW
+        narrow = self._narrowing(world, obj, local, yaw, width)
+        if narrow:
+            # a neighbour stands within reach of the open fingers: narrow the hand above the grasp and come
+            # down holding that width (gripper 0: robosuite leaves the fingers where they are)
+            phases.insert(1, *m.hold_gripper(pick, m.GRIPPER_CLOSE, narrow))
+            phases[2].gripper = 0.0
         carry_z = self._carry_height(world, obj, target)
         phases.append(m.Phase(pick, lambda c: (np.array([c.start_pos[0], c.start_pos[1], carry_z]), grip_rot),
                               m.GRIPPER_CLOSE, max_steps=100, pos_tol=0.02, check=lifted))
@@ -313,18 +352,27 @@ class Planner:
         place_yaw = _near_yaw(0.0, yaw) if target.startswith("desk_caddy") else yaw
         place_rot = down(place_yaw)
 
+        into_region = kind == "in" and target in world["sites"]
+
         def shift_to(z_bottom: float | None) -> m.TargetFn:
             def fn(ctx: m.PhaseContext) -> m.Target:
                 view = obj_box(ctx.world, obj)
                 delta = np.zeros(3)
-                delta[:2] = goal_xy(ctx.world) - view["pos"][:2]
+                # into a container the object's bulk goes to the region's centre (its body origin can sit off
+                # centre: a book's is 12 mm along its length, which is the play a caddy's compartment leaves)
+                delta[:2] = goal_xy(ctx.world) - view["center" if into_region else "pos"][:2]
                 target_z = carry_z if z_bottom is None else ctx.eef_pos[2] + (z_bottom - view["bottom"])
                 return np.array([ctx.eef_pos[0] + delta[0], ctx.eef_pos[1] + delta[1], target_z]), place_rot
             return fn
 
-        memory = _Memory()
+        memory, fast = _Memory(), _Memory()
         phases += [
             m.Phase(place, shift_to(None), m.GRIPPER_CLOSE, max_steps=200, pos_tol=0.012, rot_tol=0.1),
+            # down at full speed to a few centimetres over the release height, the rest slowly (from a high
+            # carry, a slow descent all the way costs LIBERO-Spatial's 220-step budget)
+            m.Phase(place, shift_to(release_bottom + SLOW_DESCENT), m.GRIPPER_CLOSE, max_steps=100, pos_tol=0.015,
+                    until=lambda c: _at_release(c, obj, release_bottom + SLOW_DESCENT) or fast.blocked(c),
+                    timeout_ok=True),
             m.Phase(place, shift_to(release_bottom), m.GRIPPER_CLOSE, max_steps=120, pos_tol=0.006,
                     gains=SLOW, until=lambda c: _at_release(c, obj, release_bottom) or memory.blocked(c),
                     timeout_ok=True),
@@ -379,6 +427,18 @@ class Planner:
                     check=arrived),
             m.Phase(skill, m.relative((0, 0, 0.08)), m.GRIPPER_OPEN, max_steps=40, pos_tol=0.02, timeout_ok=True),
         ]
+
+    def _narrowing(self, world: dict[str, Any], obj: str, local: np.ndarray, yaw: float, width: float) -> int:
+        """Close steps that keep the fingers clear of neighbours on the way down (0: come down wide open),
+        leaving ``width`` plus a centimetre of play on each side of what is grasped."""
+        pos, rot = obj_pose(world, obj)
+        point = pos + rot @ local
+        across = np.array([math.cos(yaw), math.sin(yaw), 0.0])
+        along = np.array([-across[1], across[0], 0.0])
+        if finger_clearance(world, obj, point, across, along) >= CLEAR_ENOUGH:
+            return 0
+        steps = int((FINGER_OPEN - (width + 0.01)) / FINGER_STEP)
+        return max(0, min(steps, 5))
 
     def _carry_height(self, world: dict[str, Any], obj: str, target: str) -> float:
         """End-effector height while carrying: the object's bottom clears the target's top by 6 cm."""
@@ -510,11 +570,10 @@ class Planner:
             m.Phase(skill, lambda c: (handle(c.world), rot), m.GRIPPER_OPEN, max_steps=80, pos_tol=0.005,
                     gains=SLOW, timeout_ok=True),
             *m.hold_gripper(skill, m.GRIPPER_CLOSE, 12),
-            m.Phase(skill, m.relative(out * 0.22, rot), m.GRIPPER_CLOSE, max_steps=150, gains=SLOW, until=opened,
-                    check=opened),
+            m.Phase(skill, m.relative(out * 0.22, rot), m.GRIPPER_CLOSE, max_steps=150, until=opened, check=opened),
             *m.hold_gripper(skill, m.GRIPPER_OPEN, 8),
-            # back off and turn the hand down again before anything else is approached
-            m.Phase(skill, m.relative(out * 0.06 + np.array([0.0, 0.0, 0.08]), down(self._yaw)), m.GRIPPER_OPEN,
+            # back off and turn the hand down again, above the drawer, before anything else is approached
+            m.Phase(skill, m.relative(out * 0.06 + np.array([0.0, 0.0, 0.12]), down(self._yaw)), m.GRIPPER_OPEN,
                     max_steps=60, pos_tol=0.02, rot_tol=0.15, timeout_ok=True),
         ]
 
