@@ -57,7 +57,6 @@ FLAT_HALF_HEIGHT = 0.015  # flatter than this and wider than the hand: slid alon
 PUSH_LEAD = 0.025  # how far ahead of the hand a push's target stays
 PUSH_DONE = 0.025  # the slid object's centre this close to the goal's centre ends the push
 MAX_ATTEMPTS = 2  # a failed goal is started over once
-SLOW_DESCENT = 0.05  # the last stretch of a placing descent, at SLOW speed
 #: goal predicates the planner handles ("push" is its own name for an "on" it slides rather than carries)
 PREDICATES = ("in", "on", "turnon", "turnoff", "open", "close")
 # LIBERO's wooden and white cabinets: a drawer's slide qpos runs from 0 (shut) to -0.16; BDDL "open" is
@@ -365,14 +364,9 @@ class Planner:
                 return np.array([ctx.eef_pos[0] + delta[0], ctx.eef_pos[1] + delta[1], target_z]), place_rot
             return fn
 
-        memory, fast = _Memory(), _Memory()
+        memory = _Memory()
+        phases.append(m.Phase(place, shift_to(None), m.GRIPPER_CLOSE, max_steps=200, pos_tol=0.012, rot_tol=0.1))
         phases += [
-            m.Phase(place, shift_to(None), m.GRIPPER_CLOSE, max_steps=200, pos_tol=0.012, rot_tol=0.1),
-            # down at full speed to a few centimetres over the release height, the rest slowly (from a high
-            # carry, a slow descent all the way costs LIBERO-Spatial's 220-step budget)
-            m.Phase(place, shift_to(release_bottom + SLOW_DESCENT), m.GRIPPER_CLOSE, max_steps=100, pos_tol=0.015,
-                    until=lambda c: _at_release(c, obj, release_bottom + SLOW_DESCENT) or fast.blocked(c),
-                    timeout_ok=True),
             m.Phase(place, shift_to(release_bottom), m.GRIPPER_CLOSE, max_steps=120, pos_tol=0.006,
                     gains=SLOW, until=lambda c: _at_release(c, obj, release_bottom) or memory.blocked(c),
                     timeout_ok=True),
