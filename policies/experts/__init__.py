@@ -7,8 +7,8 @@ exercised) and to act as a regression oracle for the envs' physics, success chec
 
 The Planner protocol
 --------------------
-Each module ``PLANNER_MODULES[benchmark]`` (``libero`` for all five LIBERO suites, ``calvin``, ``simpler_bridge``) defines a
-class ``Planner``:
+Each module of ``PLANNER_MODULES`` (``libero``, mapped for all five LIBERO suites; ``calvin``;
+``simpler_bridge``) defines a class ``Planner``:
 
 - ``Planner(protocol: dict)``: one instance per episode (CALVIN: per subtask); ``protocol`` is the env's
   protocol as a dict (``Protocol.to_dict()``). Construction must be cheap and must not touch a simulator.

@@ -1,18 +1,28 @@
-"""The LIBERO-Long scripted expert: a plan built from the task's BDDL goal predicates.
+"""The LIBERO scripted expert, for all five suites: a plan built from the task's BDDL goal predicates.
 
-Predicates handled (all LIBERO-10 goals are conjunctions of these):
+Predicates handled (LIBERO-10, -Spatial, -Object and -Goal goals, and most of LIBERO-90's, are conjunctions
+of these):
 
 - ``("in", obj, region)`` / ``("on", obj, target)``: pick ``obj`` (top-down grasp: across the short side of
-  boxes, cans and books; on the rim wall of mugs and bowls; on the body of moka pots), carry it above the
+  boxes, cans and books; on the rim wall of mugs and bowls; on the body of moka pots; a frying pan by its
+  handle; with the fingers narrowed first when a neighbour stands within their reach), carry it above the
   target and lower it until it is blocked or at the release height, open, retreat. While carrying, the
-  servo moves the *object's* position to the goal (end effector + goal - object), so grasp offsets cancel.
-- ``("turnon", stove)``: push the knob's pointer round its axis until the joint passes the "on" range.
+  servo moves the *object's* position to the goal (end effector + goal - object), so grasp offsets cancel;
+  into a container region it moves the object's bulk (its collision box's centre) there.
+- ``("on", plate, target)``: plates (wider than the hand, too flat to grasp) are slid: the closed fingers
+  push the plate's rim from inside its well.
+- ``("turnon" | "turnoff", stove)``: push the knob's pointer round its axis (counter-clockwise on,
+  clockwise off) until the joint passes the "on" / "off" range.
+- ``("open", drawer region)``: grasp the handle bar from the front and pull along the slide. An ``in``
+  whose region lies in a shut drawer opens that drawer first.
 - ``("close", drawer region | door fixture)``: push a drawer along its slide axis, or sweep a hinged door
   closed along an arc, until the joint reaches its closed range.
 
-Goals that already hold are skipped; "turn on" runs first (the hand is free), "close" last (after what goes
-inside). Actions are robosuite OSC_POSE deltas in LIBERO's data convention: [-1, 1] maps to 0.05 m and
-0.5 rad (axis-angle, world frame), gripper +1 open / -1 close in the contract.
+Goals that already hold are skipped; knobs run first (the hand is free), then closes that clear the way and
+opens, then what goes in or on, then closes over what went inside. ``open`` on a hinged door (LIBERO-90's
+microwave) and unknown predicates fail the episode at once (``failure = "unsupported_..."``) rather than
+raising. Actions are robosuite OSC_POSE deltas in LIBERO's data convention: [-1, 1] maps to 0.05 m and
+0.5 rad (axis-angle, world frame), gripper +1 open / -1 close in the contract (0: the fingers stay put).
 
 The planner reads ``LiberoLongEnv.privileged_state()`` (poses, joints, goal predicates and the scene geometry:
 region sites, object boxes, joint frames); it never touches the simulator.
@@ -211,7 +221,7 @@ class _Memory:
 
 # ---------------------------------------------------------------------------------------------- the planner
 class Planner:
-    """LIBERO-Long expert for one episode (see the module docstring)."""
+    """LIBERO expert for one episode of any suite (see the module docstring)."""
 
     def __init__(self, protocol: dict[str, Any]) -> None:
         self.protocol = dict(protocol)
