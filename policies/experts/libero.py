@@ -388,9 +388,9 @@ class Planner:
     def _push_object(self, world: dict[str, Any], obj: str, target: str) -> list[m.Phase]:
         """Slide a plate along the table onto ``target``: the closed fingers go down into the well inside its
         rim (LIBERO's plate: a 6 cm base disc in a ring of boxes 18 mm high) and push the ring from within,
-        on the goal's side. Pushing from outside would need room for the hand
-        behind the plate, which LIBERO-Goal's plate (3 cm from the cabinet) does not leave. The line to the
-        goal is re-aimed from the plate's position every step, so the hand follows the plate if it turns."""
+        on the goal's side. Pushing from outside would need room for the hand behind the plate, which
+        LIBERO-Goal's plate (3 cm from the cabinet) does not leave. The line to the goal is re-aimed from the
+        plate's position every step, so the hand follows the plate if it turns."""
         skill = f"push_{obj}_{target}"
         radius = max(h for _, h in obj_box(world, obj)["horizontal"])
         last: dict[str, Any] = {"dir": None, "yaw": self._yaw}
