@@ -17,7 +17,7 @@ gym = pytest.importorskip("gymnasium")
 
 import vla_gym  # noqa: E402,F401
 from policies.expert import PRIVILEGED_KEY, ExpertAgent  # noqa: E402
-from policies.experts.libero_long import Planner, grasp_spec  # noqa: E402
+from policies.experts.libero import Planner, grasp_spec  # noqa: E402
 from policies.experts.libero_scene import EXTRA_KEYS, privileged  # noqa: E402
 from policies.experts.motion import quat_wxyz_to_mat  # noqa: E402
 from policies.experts.rollout import cameras_blanked, run_expert_episode  # noqa: E402

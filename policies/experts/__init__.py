@@ -7,8 +7,8 @@ exercised) and to act as a regression oracle for the envs' physics, success chec
 
 The Planner protocol
 --------------------
-Each module ``policies.experts.<benchmark>`` (``libero_long``, ``calvin``, ``simpler_bridge``) defines a
-class ``Planner``:
+Each module of ``PLANNER_MODULES`` (``libero``, mapped for all five LIBERO suites; ``calvin``;
+``simpler_bridge``) defines a class ``Planner``:
 
 - ``Planner(protocol: dict)``: one instance per episode (CALVIN: per subtask); ``protocol`` is the env's
   protocol as a dict (``Protocol.to_dict()``). Construction must be cheap and must not touch a simulator.
@@ -34,8 +34,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+LIBERO_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_long", "libero_90")
 PLANNER_MODULES = {
-    "libero_long": "policies.experts.libero_long",
+    # one goal-driven LIBERO expert for every suite: the plan comes from the task's BDDL goal predicates
+    **{suite: "policies.experts.libero" for suite in LIBERO_SUITES},
     "calvin": "policies.experts.calvin",
     "simpler_bridge": "policies.experts.simpler_bridge",
 }

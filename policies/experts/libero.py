@@ -1,18 +1,28 @@
-"""The LIBERO-Long scripted expert: a plan built from the task's BDDL goal predicates.
+"""The LIBERO scripted expert, for all five suites: a plan built from the task's BDDL goal predicates.
 
-Predicates handled (all LIBERO-10 goals are conjunctions of these):
+Predicates handled (LIBERO-10, -Spatial, -Object and -Goal goals, and most of LIBERO-90's, are conjunctions
+of these):
 
 - ``("in", obj, region)`` / ``("on", obj, target)``: pick ``obj`` (top-down grasp: across the short side of
-  boxes, cans and books; on the rim wall of mugs and bowls; on the body of moka pots), carry it above the
+  boxes, cans and books; on the rim wall of mugs and bowls; on the body of moka pots; a frying pan by its
+  handle; with the fingers narrowed first when a neighbour stands within their reach), carry it above the
   target and lower it until it is blocked or at the release height, open, retreat. While carrying, the
-  servo moves the *object's* position to the goal (end effector + goal - object), so grasp offsets cancel.
-- ``("turnon", stove)``: push the knob's pointer round its axis until the joint passes the "on" range.
+  servo moves the *object's* position to the goal (end effector + goal - object), so grasp offsets cancel;
+  into a container region it moves the object's bulk (its collision box's centre) there.
+- ``("on", plate, target)``: plates (wider than the hand, too flat to grasp) are slid: the closed fingers
+  push the plate's rim from inside its well.
+- ``("turnon" | "turnoff", stove)``: push the knob's pointer round its axis (counter-clockwise on,
+  clockwise off) until the joint passes the "on" / "off" range.
+- ``("open", drawer region)``: grasp the handle bar from the front and pull along the slide. An ``in``
+  whose region lies in a shut drawer opens that drawer first.
 - ``("close", drawer region | door fixture)``: push a drawer along its slide axis, or sweep a hinged door
   closed along an arc, until the joint reaches its closed range.
 
-Goals that already hold are skipped; "turn on" runs first (the hand is free), "close" last (after what goes
-inside). Actions are robosuite OSC_POSE deltas in LIBERO's data convention: [-1, 1] maps to 0.05 m and
-0.5 rad (axis-angle, world frame), gripper +1 open / -1 close in the contract.
+Goals that already hold are skipped; knobs run first (the hand is free), then closes that clear the way and
+opens, then what goes in or on, then closes over what went inside. ``open`` on a hinged door (LIBERO-90's
+microwave) and unknown predicates fail the episode at once (``failure = "unsupported_..."``) rather than
+raising. Actions are robosuite OSC_POSE deltas in LIBERO's data convention: [-1, 1] maps to 0.05 m and
+0.5 rad (axis-angle, world frame), gripper +1 open / -1 close in the contract (0: the fingers stay put).
 
 The planner reads ``LiberoLongEnv.privileged_state()`` (poses, joints, goal predicates and the scene geometry:
 region sites, object boxes, joint frames); it never touches the simulator.
@@ -46,8 +56,26 @@ KNOB_PUSH = 0.03  # how far ahead of the fin the pushing target stays
 FINGER_REACH = 0.055
 FINGER_HALF_WIDTH = 0.012
 CLEAR_ENOUGH = 0.02  # a grasp this far from every neighbour stays where it is
+RIM_HALF_WIDTH = 0.006  # half the thickness of a bowl's or mug's wall
+HANDLE_HALF_WIDTH = 0.013  # half the width of a frying pan's handle
+# robosuite's Panda gripper moves its fingers' target 1/8 of the way per step of a held close (or open)
+# command, from 40 mm per finger: a few close steps before the descent narrow the hand for tight spots
+FINGER_OPEN = 0.04
+FINGER_STEP = 0.005
 PUSH_TILT = 0.6  # rad the fingers lean into a push (see Planner._push_rot)
+FLAT_HALF_HEIGHT = 0.015  # flatter than this and wider than the hand: slid along the table (plates)
+PUSH_LEAD = 0.025  # how far ahead of the hand a push's target stays
+PUSH_DONE = 0.025  # the slid object's centre this close to the goal's centre ends the push
 MAX_ATTEMPTS = 2  # a failed goal is started over once
+#: goal predicates the planner handles ("push" is its own name for an "on" it slides rather than carries)
+PREDICATES = ("in", "on", "turnon", "turnoff", "open", "close")
+# LIBERO's wooden and white cabinets: a drawer's slide qpos runs from 0 (shut) to -0.16; BDDL "open" is
+# qpos < -0.14 (libero.envs.objects.articulated_objects); pulling to -0.15 leaves margin
+DRAWER_OPEN_QPOS = -0.15
+DRAWER_NEEDS_OPENING = -0.12  # a drawer shut further than this is opened before something goes in
+# the drawer handle: a bar 16 mm thick at the front of the drawer's collision box, 3 mm below its centre
+HANDLE_HALF_DEPTH = 0.008
+HANDLE_BELOW_CENTRE = 0.003
 REQUIRED_KEYS = ("objects", "joints", "robot", "goal", "sites", "boxes", "joint_frames", "bodies")
 
 
@@ -91,6 +119,12 @@ def eef_pose(world: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------- grasps
 def grasp_spec(world: dict[str, Any], name: str, reference_yaw: float) -> tuple[np.ndarray, float]:
     """(grasp point in the object's body frame, finger yaw in the world) for a top-down grasp of ``name``."""
+    local, yaw, _ = grasp_pose(world, name, reference_yaw)
+    return local, yaw
+
+
+def grasp_pose(world: dict[str, Any], name: str, reference_yaw: float) -> tuple[np.ndarray, float, float]:
+    """:func:`grasp_spec` plus the half-width of what the fingers close on (a rim's wall, a handle, a box)."""
     pos, rot = obj_pose(world, name)
     view = obj_box(world, name)
     base = world["robot_base"]
@@ -103,6 +137,17 @@ def grasp_spec(world: dict[str, Any], name: str, reference_yaw: float) -> tuple[
         point = min(candidates, key=lambda p: float(np.linalg.norm(p[:2] - base[:2])))
         point[2] = view["top"] - 0.02
         yaw = math.atan2(radius_dir[1], radius_dir[0])
+        width = RIM_HALF_WIDTH
+    elif "frypan" in name:
+        # A pan is held by its handle: the collision box runs from the far rim to the handle's end, so the
+        # handle lies on the side of the long axis the box's centre is shifted to; grip it 5 cm from its end.
+        (across, short_half), (along, long_half) = ((d0, h0), (d1, h1)) if h0 <= h1 else ((d1, h1), (d0, h0))
+        offset = float((view["center"] - view["pos"]) @ along)
+        outward = along if offset >= 0 else -along
+        point = view["pos"] + outward * (abs(offset) + long_half - 0.05)
+        point[2] = view["top"] - 0.015
+        yaw = math.atan2(across[1], across[0])
+        width = HANDLE_HALF_WIDTH
     elif "moka_pot" in name:
         # The handle sticks out along the longer horizontal axis: grasp the pot's upper body across the other.
         across, handle = (d0, d1) if h0 <= h1 else (d1, d0)
@@ -110,6 +155,7 @@ def grasp_spec(world: dict[str, Any], name: str, reference_yaw: float) -> tuple[
         point = view["center"] - handle * (long_half - short_half)  # pot axis, away from the handle
         point[2] = view["top"] - 0.035
         yaw = math.atan2(across[1], across[0])
+        width = short_half
     else:
         (across, short_half), (along, long_half) = ((d0, h0), (d1, h1)) if h0 <= h1 else ((d1, h1), (d0, h0))
         point = view["center"].copy()
@@ -117,7 +163,8 @@ def grasp_spec(world: dict[str, Any], name: str, reference_yaw: float) -> tuple[
         if long_half - short_half > 0.01:  # a box: slide the grasp along its long side away from neighbours
             point = _clearest_grasp(world, name, point, across, along, long_half)
         yaw = math.atan2(across[1], across[0])
-    return rot.T @ (point - pos), _near_yaw(yaw, reference_yaw)
+        width = short_half
+    return rot.T @ (point - pos), _near_yaw(yaw, reference_yaw), float(width)
 
 
 def _clearest_grasp(world: dict[str, Any], name: str, point: np.ndarray, across: np.ndarray, along: np.ndarray,
@@ -125,16 +172,23 @@ def _clearest_grasp(world: dict[str, Any], name: str, point: np.ndarray, across:
     """The grasp point on the box's long axis whose open fingers keep furthest from other objects (the
     centre unless a neighbour is within ``CLEAR_ENOUGH`` of a finger there)."""
     def clearance(p: np.ndarray) -> float:
-        fingers = [p + s * across * FINGER_REACH + t * along * FINGER_HALF_WIDTH for s in (1, -1) for t in (1, -1)]
-        gaps = [_xy_gap(world, other, f) for other in world["boxes"] if other != name for f in fingers
-                if obj_box(world, other)["top"] > p[2]]
-        return min(gaps, default=math.inf)
+        return finger_clearance(world, name, p, across, along)
 
     if clearance(point) >= CLEAR_ENOUGH:
         return point
     reach = max(0.0, long_half - 0.015)
     candidates = [point + along * reach * k / 4 for k in range(-4, 5)]
     return max(candidates, key=lambda p: (round(clearance(p), 3), -float(np.linalg.norm(p - point))))
+
+
+def finger_clearance(world: dict[str, Any], name: str, point: np.ndarray, across: np.ndarray, along: np.ndarray,
+                     reach: float = FINGER_REACH) -> float:
+    """Horizontal gap between the fingers' outer faces (``reach`` from the grasp point along ``across``) and
+    the nearest other object standing higher than the grasp point."""
+    fingers = [point + s * across * reach + t * along * FINGER_HALF_WIDTH for s in (1, -1) for t in (1, -1)]
+    gaps = [_xy_gap(world, other, f) for other in world["boxes"] if other != name for f in fingers
+            if obj_box(world, other)["top"] > point[2]]
+    return min(gaps, default=math.inf)
 
 
 def _xy_gap(world: dict[str, Any], other: str, p: np.ndarray) -> float:
@@ -167,7 +221,7 @@ class _Memory:
 
 # ---------------------------------------------------------------------------------------------- the planner
 class Planner:
-    """LIBERO-Long expert for one episode (see the module docstring)."""
+    """LIBERO expert for one episode of any suite (see the module docstring)."""
 
     def __init__(self, protocol: dict[str, Any]) -> None:
         self.protocol = dict(protocol)
@@ -207,16 +261,35 @@ class Planner:
     # ---- planning --------------------------------------------------------------------------------------
     def _plan(self, world: dict[str, Any]) -> None:
         """Order the goals that do not hold yet; each goal's phases are built when it starts (from the
-        world as it is then)."""
+        world as it is then). Knobs first (the hand is free), then drawers and doors that are in the way or
+        asked open, then what goes in or on, then what closes over it."""
         self._planned = True
         self._yaw = m.yaw_of(eef_pose(world)[1] @ DOWN.T) + HOME_FINGER_YAW
         goals = [tuple(g[:-1]) for g in world["goal"] if not g[-1]]
-        order = {"turnon": 0, "in": 1, "on": 1, "close": 2}
-        for g in goals:
-            if g[0] not in order:
-                raise ValueError(f"the LIBERO expert cannot plan predicate {g[0]!r} (goal {g})")
-        goals.sort(key=lambda g: order[g[0]])  # stable: BDDL order within a kind
+        unsupported = sorted({g[0] for g in goals if g[0] not in PREDICATES})
+        if any(g[0] == "open" and world["joint_frames"][_joint_of(world, g[1])]["type"] != "slide" for g in goals):
+            unsupported.append("open_door")  # a hinged door's handle swings out of reach (see the docs)
+        if unsupported:
+            # a failure, not an exception: a scored run goes on and reports the episode as the expert's miss
+            self._goals = []
+            self.failure = self.machine.failure = f"unsupported_{'_'.join(unsupported)}"
+            self._attempts = MAX_ATTEMPTS  # nothing to retry
+            return
         targets = [g[2] for g in goals if g[0] in ("in", "on")]
+        # a region inside a closed drawer (LIBERO-Goal "open the top drawer and put the bowl inside" states
+        # only the "in"): open the drawer first
+        for g in list(goals):
+            if g[0] == "in" and _closed_drawer(world, g[2]) and ("open", g[2]) not in goals:
+                goals.append(("open", g[2]))
+
+        def rank(g: tuple[str, ...]) -> int:
+            if g[0] == "close":  # closing over something put inside comes last; other closes clear the way
+                return 3 if any(t == g[1] or t.startswith(g[1] + "_") for t in targets) else 1
+            return {"turnon": 0, "turnoff": 0, "open": 1, "in": 2, "on": 2, "push": 2}[g[0]]
+
+        # plates are too flat to grasp across and their rim too low to hold: they are slid, not carried
+        goals = [("push", *g[1:]) if g[0] == "on" and _flat_and_wide(world, g[1]) else g for g in goals]
+        goals.sort(key=rank)  # stable: BDDL order within a kind
         for i, g in enumerate(goals):
             if g[0] in ("in", "on") and targets.count(g[2]) > 1:
                 self._slot[g[1]] = sum(1 for h in goals[:i] if h[0] in ("in", "on") and h[2] == g[2])
@@ -225,8 +298,12 @@ class Planner:
     def _phases(self, world: dict[str, Any], goal: tuple[str, ...]) -> list[m.Phase]:
         if goal[0] in ("in", "on"):
             return self._pick_and_place(world, goal[1], goal[2], goal[0])
-        if goal[0] == "turnon":
-            return self._turn_on(world, goal[1])
+        if goal[0] == "push":
+            return self._push_object(world, goal[1], goal[2])
+        if goal[0] in ("turnon", "turnoff"):
+            return self._turn_knob(world, goal[1], on=goal[0] == "turnon")
+        if goal[0] == "open":
+            return self._open(world, goal[1])
         return self._close(world, goal[1])
 
     def _start_goal(self, world: dict[str, Any]) -> None:
@@ -252,7 +329,7 @@ class Planner:
         self.machine.replace_remaining(phases)
 
     def _pick_and_place(self, world: dict[str, Any], obj: str, target: str, kind: str) -> list[m.Phase]:
-        local, yaw = grasp_spec(world, obj, self._yaw)
+        local, yaw, width = grasp_pose(world, obj, self._yaw)
         grip_rot = down(yaw)
 
         def grasp_point(ctx: m.PhaseContext) -> m.Target:
@@ -269,6 +346,12 @@ class Planner:
         for p in phases[:2]:
             p.rot_tol = 0.08
         phases[1].gains = SLOW
+        narrow = self._narrowing(world, obj, local, yaw, width)
+        if narrow:
+            # a neighbour stands within reach of the open fingers: narrow the hand above the grasp and come
+            # down holding that width (gripper 0: robosuite leaves the fingers where they are)
+            phases.insert(1, *m.hold_gripper(pick, m.GRIPPER_CLOSE, narrow))
+            phases[2].gripper = 0.0
         carry_z = self._carry_height(world, obj, target)
         phases.append(m.Phase(pick, lambda c: (np.array([c.start_pos[0], c.start_pos[1], carry_z]), grip_rot),
                               m.GRIPPER_CLOSE, max_steps=100, pos_tol=0.02, check=lifted))
@@ -278,18 +361,22 @@ class Planner:
         place_yaw = _near_yaw(0.0, yaw) if target.startswith("desk_caddy") else yaw
         place_rot = down(place_yaw)
 
+        into_region = kind == "in" and target in world["sites"]
+
         def shift_to(z_bottom: float | None) -> m.TargetFn:
             def fn(ctx: m.PhaseContext) -> m.Target:
                 view = obj_box(ctx.world, obj)
                 delta = np.zeros(3)
-                delta[:2] = goal_xy(ctx.world) - view["pos"][:2]
+                # into a container the object's bulk goes to the region's centre (its body origin can sit off
+                # centre: a book's is 12 mm along its length, which is the play a caddy's compartment leaves)
+                delta[:2] = goal_xy(ctx.world) - view["center" if into_region else "pos"][:2]
                 target_z = carry_z if z_bottom is None else ctx.eef_pos[2] + (z_bottom - view["bottom"])
                 return np.array([ctx.eef_pos[0] + delta[0], ctx.eef_pos[1] + delta[1], target_z]), place_rot
             return fn
 
         memory = _Memory()
+        phases.append(m.Phase(place, shift_to(None), m.GRIPPER_CLOSE, max_steps=200, pos_tol=0.012, rot_tol=0.1))
         phases += [
-            m.Phase(place, shift_to(None), m.GRIPPER_CLOSE, max_steps=200, pos_tol=0.012, rot_tol=0.1),
             m.Phase(place, shift_to(release_bottom), m.GRIPPER_CLOSE, max_steps=120, pos_tol=0.006,
                     gains=SLOW, until=lambda c: _at_release(c, obj, release_bottom) or memory.blocked(c),
                     timeout_ok=True),
@@ -297,6 +384,65 @@ class Planner:
             m.Phase(place, m.relative((0, 0, 0.10)), m.GRIPPER_OPEN, max_steps=60, pos_tol=0.02, timeout_ok=True),
         ]
         return phases
+
+    def _push_object(self, world: dict[str, Any], obj: str, target: str) -> list[m.Phase]:
+        """Slide a plate along the table onto ``target``: the closed fingers go down into the well inside its
+        rim (LIBERO's plate: a 6 cm base disc in a ring of boxes 18 mm high) and push the ring from within,
+        on the goal's side. Pushing from outside would need room for the hand behind the plate, which
+        LIBERO-Goal's plate (3 cm from the cabinet) does not leave. The line to the goal is re-aimed from the
+        plate's position every step, so the hand follows the plate if it turns."""
+        skill = f"push_{obj}_{target}"
+        radius = max(h for _, h in obj_box(world, obj)["horizontal"])
+        last: dict[str, Any] = {"dir": None, "yaw": self._yaw}
+
+        def goal_xy(w: dict[str, Any]) -> np.ndarray:
+            if target in w["sites"]:
+                return np.asarray(w["sites"][target]["pos"])[:2].copy()
+            return np.asarray(w["objects"][target]["pos"])[:2].copy()
+
+        def inside(reach: float | None, lift: float) -> m.TargetFn:
+            """Fingers ``reach`` from the plate's centre towards the goal (``None``: ``PUSH_LEAD`` beyond where
+            the hand is along that line, so it keeps pushing), ``lift`` above pushing height."""
+            def fn(ctx: m.PhaseContext) -> m.Target:
+                view = obj_box(ctx.world, obj)
+                center = view["center"][:2]
+                d = goal_xy(ctx.world) - center
+                if float(np.linalg.norm(d)) > 0.005 or last["dir"] is None:
+                    last["dir"] = d / max(float(np.linalg.norm(d)), 1e-9)
+                direction = last["dir"]
+                last["yaw"] = _near_yaw(math.atan2(direction[1], direction[0]) + math.pi / 2, last["yaw"])
+                along = float((ctx.eef_pos[:2] - center) @ direction) + PUSH_LEAD if reach is None else reach
+                xy = center + direction * min(along, radius)  # a hand that rode over the rim does not run off
+                # fingertips (12 mm under the grip site) 2 mm over the well's floor (8 mm above the bottom)
+                return np.array([xy[0], xy[1], view["bottom"] + 0.022 + lift]), down(last["yaw"])
+            return fn
+
+        def arrived(ctx: m.PhaseContext) -> bool:
+            return float(np.linalg.norm(goal_xy(ctx.world) - obj_box(ctx.world, obj)["center"][:2])) < PUSH_DONE
+
+        push = m.Gains(pos=1.0, rot=1.0, max_pos_step=0.015, max_rot_step=0.2)
+        return [
+            m.Phase(skill, inside(0.0, 0.08), m.GRIPPER_CLOSE, max_steps=150, pos_tol=0.012, rot_tol=0.1),
+            m.Phase(skill, inside(0.0, 0.0), m.GRIPPER_CLOSE, max_steps=80, pos_tol=0.006, gains=SLOW,
+                    timeout_ok=True),
+            # the target stays ahead of the hand, on the line through the plate's centre, and under the
+            # floor: a hand that did not press down would ride up the rim
+            m.Phase(skill, inside(None, -0.012), m.GRIPPER_CLOSE, max_steps=240, until=arrived, gains=push,
+                    check=arrived),
+            m.Phase(skill, m.relative((0, 0, 0.08)), m.GRIPPER_OPEN, max_steps=40, pos_tol=0.02, timeout_ok=True),
+        ]
+
+    def _narrowing(self, world: dict[str, Any], obj: str, local: np.ndarray, yaw: float, width: float) -> int:
+        """Close steps that keep the fingers clear of neighbours on the way down (0: come down wide open),
+        leaving ``width`` plus a centimetre of play on each side of what is grasped."""
+        pos, rot = obj_pose(world, obj)
+        point = pos + rot @ local
+        across = np.array([math.cos(yaw), math.sin(yaw), 0.0])
+        along = np.array([-across[1], across[0], 0.0])
+        if finger_clearance(world, obj, point, across, along) >= CLEAR_ENOUGH:
+            return 0
+        steps = int((FINGER_OPEN - (width + 0.01)) / FINGER_STEP)
+        return max(0, min(steps, 5))
 
     def _carry_height(self, world: dict[str, Any], obj: str, target: str) -> float:
         """End-effector height while carrying: the object's bottom clears the target's top by 6 cm."""
@@ -337,14 +483,16 @@ class Planner:
         top = obj_box(world, target)["top"]
         return (lambda w: np.asarray(w["objects"][target]["pos"])[:2].copy()), float(top + 0.01)
 
-    def _turn_on(self, world: dict[str, Any], fixture: str) -> list[m.Phase]:
+    def _turn_knob(self, world: dict[str, Any], fixture: str, on: bool) -> list[m.Phase]:
         """Stove knobs are a low ring with a fin across it (along the knob's local y; the joint's qpos grows
-        counter-clockwise). The closed fingers, closing along the fin, go down just behind one half of the fin
-        (in the counter-clockwise sense), above the ring, and push it round; the target keeps following the
-        fin and stays ``KNOB_PUSH`` ahead of it, so the push has the force to beat the joint's damping."""
+        counter-clockwise, "on" from 0.5 rad, "off" below 0). The closed fingers, closing along the fin, go
+        down just behind one half of the fin (in the sense of the turn: counter-clockwise to turn on,
+        clockwise to turn off), above the ring, and push it round; the target keeps following the fin and
+        stays ``KNOB_PUSH`` ahead of it, so the push has the force to beat the joint's damping."""
         joint = next(j for j, f in world["joint_frames"].items() if f["object"] == fixture)
         body = next(b for b, v in world["bodies"].items() if v["joint"] == joint)
-        skill = f"turnon_{fixture}"
+        skill = f"{'turnon' if on else 'turnoff'}_{fixture}"
+        sense = 1.0 if on else -1.0  # +1: push counter-clockwise
         base = np.asarray(world["robot_base"])
         anchor0 = np.asarray(world["joint_frames"][joint]["anchor"])
 
@@ -364,14 +512,16 @@ class Planner:
             self._fin = fin_angle(w)
             anchor = np.asarray(w["joint_frames"][joint]["anchor"])
             radial = np.array([math.cos(self._fin), math.sin(self._fin), 0.0])
-            tangent = np.array([-radial[1], radial[0], 0.0])
+            tangent = sense * np.array([-radial[1], radial[0], 0.0])
             point = anchor + KNOB_RADIUS * radial + side * tangent + [0.0, 0.0, KNOB_PUSH_HEIGHT + lift]
             # the previous yaw is the reference, so the hand never flips half a turn as the fin rotates
             self._knob_yaw = _near_yaw(self._fin, self._knob_yaw if self._knob_yaw is not None else self._yaw)
             return point, down(self._knob_yaw)
 
         push = m.Gains(pos=1.0, rot=1.0, max_pos_step=0.05, max_rot_step=0.3)
-        turned = lambda c: float(np.asarray(c.world["joints"][joint]).reshape(-1)[0]) > 0.75  # noqa: E731
+        knob = lambda w: float(np.asarray(w["joints"][joint]).reshape(-1)[0])  # noqa: E731
+        # LIBERO's FlatStove: on from 0.5 rad (0.75 leaves margin), off below 0 (its stop is at -0.005)
+        turned = (lambda c: knob(c.world) > 0.75) if on else (lambda c: knob(c.world) < -0.001)  # noqa: E731
         return [
             m.Phase(skill, lambda c: pose(c.world, -KNOB_BEHIND, 0.08), m.GRIPPER_CLOSE, max_steps=150),
             # the fingers may graze the ring on the way down: close enough is enough
@@ -382,11 +532,57 @@ class Planner:
             m.Phase(skill, m.relative((0, 0, 0.08)), m.GRIPPER_OPEN, max_steps=40, pos_tol=0.02, timeout_ok=True),
         ]
 
+    def _open(self, world: dict[str, Any], thing: str) -> list[m.Phase]:
+        """Drawers only (doors are refused at planning): grasp the handle bar from the front and pull."""
+        joint = _joint_of(world, thing)
+        body = next(b for b, v in world["bodies"].items() if v["joint"] == joint)
+        qpos = lambda w: float(np.asarray(w["joints"][joint]).reshape(-1)[0])  # noqa: E731
+        axis = np.asarray(world["joint_frames"][joint]["axis"])
+        return self._pull_drawer(f"open_{thing}", axis, body, qpos, eef_pose(world)[1])
+
+    def _pull_drawer(self, skill: str, axis: np.ndarray, body: str, qpos: Any, hand: np.ndarray) -> list[m.Phase]:
+        """The hand points horizontally into the drawer front with the fingers closing vertically, straddles
+        the handle bar (16 mm thick, 16 mm proud of the front), closes on it and pulls out along the slide.
+        From above, the hand (20 cm wide across its fingers) would hit the cabinet over the handle; from the
+        front it clears the cabinet, but not the table under a bottom drawer (the approach stalls there)."""
+        axis = axis * np.array([1.0, 1.0, 0.0])
+        axis = axis / max(float(np.linalg.norm(axis)), 1e-9)  # closing direction, into the cabinet
+        out = -axis
+
+        def pointing(closing_sign: float) -> np.ndarray:
+            x = np.array([0.0, 0.0, closing_sign])  # fingers close along the world vertical
+            return np.stack([x, np.cross(axis, x), axis], axis=1)  # columns: the hand's axes in the world
+
+        # of the two hand rolls, the one nearer the hand's current pose (the other can hit a wrist limit)
+        rot = min((pointing(-1.0), pointing(1.0)), key=lambda r: m.rotation_angle(r @ hand.T))
+
+        def handle(w: dict[str, Any]) -> np.ndarray:
+            part = w["bodies"][body]
+            mat = np.asarray(part["mat"])
+            center = np.asarray(part["pos"]) + mat @ np.asarray(part["center"])
+            extent = float(np.abs(mat @ np.asarray(part["half"])) @ np.abs(axis))
+            p = center + out * (extent - HANDLE_HALF_DEPTH)
+            p[2] = center[2] - HANDLE_BELOW_CENTRE
+            return p
+
+        opened = lambda c: qpos(c.world) < DRAWER_OPEN_QPOS  # noqa: E731
+        return [
+            m.Phase(skill, lambda c: (handle(c.world) + out * 0.08 + [0, 0, 0.05], rot), m.GRIPPER_OPEN,
+                    max_steps=150, pos_tol=0.01, rot_tol=0.08),
+            m.Phase(skill, lambda c: (handle(c.world) + out * 0.08, rot), m.GRIPPER_OPEN, max_steps=100,
+                    pos_tol=0.008),
+            m.Phase(skill, lambda c: (handle(c.world), rot), m.GRIPPER_OPEN, max_steps=80, pos_tol=0.005,
+                    gains=SLOW, timeout_ok=True),
+            *m.hold_gripper(skill, m.GRIPPER_CLOSE, 12),
+            m.Phase(skill, m.relative(out * 0.22, rot), m.GRIPPER_CLOSE, max_steps=150, until=opened, check=opened),
+            *m.hold_gripper(skill, m.GRIPPER_OPEN, 8),
+            # back off and turn the hand down again, above the drawer, before anything else is approached
+            m.Phase(skill, m.relative(out * 0.06 + np.array([0.0, 0.0, 0.12]), down(self._yaw)), m.GRIPPER_OPEN,
+                    max_steps=60, pos_tol=0.02, rot_tol=0.15, timeout_ok=True),
+        ]
+
     def _close(self, world: dict[str, Any], thing: str) -> list[m.Phase]:
-        if thing in world["sites"] and world["sites"][thing]["joints"]:
-            joint = world["sites"][thing]["joints"][0]
-        else:
-            joint = next(j for j, f in world["joint_frames"].items() if f["object"] == thing)
+        joint = _joint_of(world, thing)
         frame = world["joint_frames"][joint]
         body = next(b for b, v in world["bodies"].items() if v["joint"] == joint)
         skill = f"close_{thing}"
@@ -457,3 +653,30 @@ def _nearest_half_turn(angle: float, reference: float) -> float:
 
 def _at_release(ctx: m.PhaseContext, obj: str, bottom: float) -> bool:
     return obj_box(ctx.world, obj)["bottom"] <= bottom + 0.003
+
+
+def _joint_of(world: dict[str, Any], thing: str) -> str:
+    """The joint of a BDDL region that rides on one (a drawer), or of an articulated fixture (a door)."""
+    if thing in world["sites"] and world["sites"][thing]["joints"]:
+        return str(world["sites"][thing]["joints"][0])
+    return next(j for j, f in world["joint_frames"].items() if f["object"] == thing)
+
+
+def _closed_drawer(world: dict[str, Any], region: str) -> bool:
+    """Whether ``region`` lies in a drawer that is shut (too far in for anything to be put inside)."""
+    site = world["sites"].get(region)
+    if site is None or not site["joints"]:
+        return False
+    joint = str(site["joints"][0])
+    frame = world["joint_frames"].get(joint)
+    if frame is None or frame["type"] != "slide":
+        return False
+    return float(np.asarray(world["joints"][joint]).reshape(-1)[0]) > DRAWER_NEEDS_OPENING
+
+
+def _flat_and_wide(world: dict[str, Any], obj: str) -> bool:
+    """A plate: wider than the open hand and too low for a grasp across its side or by its rim."""
+    if obj not in world["boxes"]:
+        return False
+    view = obj_box(world, obj)
+    return min(h for _, h in view["horizontal"]) > MAX_FINGER_SPAN / 2 and view["hz"] < FLAT_HALF_HEIGHT
