@@ -110,15 +110,21 @@ def _last_line(error: str | None) -> str:
     return (lines[-1] if lines else "")[:160].replace("|", "/")
 
 
-def write_report(
-    folder: Path, run_info: dict[str, Any], metrics: dict[str, Any], records: Sequence[EpisodeRecord]
-) -> dict[str, Path]:
-    """Write results.json, report.md and the plots into ``folder``; returns their paths."""
+def _write_results(folder: Path, run_info: dict[str, Any], metrics: dict[str, Any], report: str) -> dict[str, Path]:
+    """results.json (run info + metrics) and report.md into ``folder``; returns their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"results": folder / "results.json", "report": folder / "report.md"}
     results = {"run": run_info, "metrics": metrics}
     paths["results"].write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
-    paths["report"].write_text(markdown(run_info, metrics, records))
+    paths["report"].write_text(report)
+    return paths
+
+
+def write_report(
+    folder: Path, run_info: dict[str, Any], metrics: dict[str, Any], records: Sequence[EpisodeRecord]
+) -> dict[str, Path]:
+    """Write results.json, report.md and the plots into ``folder``; returns their paths."""
+    paths = _write_results(folder, run_info, metrics, markdown(run_info, metrics, records))
     if metrics["per_task"]:
         title = f"{run_info['benchmark']} ({run_info['protocol'].get('name')})"
         paths["plot"] = plots.per_task_plot(metrics, folder / "success_per_task.png", title)
@@ -147,11 +153,7 @@ def write_set_report(
     folder: Path, run_info: dict[str, Any], metrics: dict[str, Any], bset: BenchmarkSet
 ) -> dict[str, Path]:
     """Write a set's results.json, report.md and plots into ``folder`` (its members' are in subfolders)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {"results": folder / "results.json", "report": folder / "report.md"}
-    results = {"run": run_info, "metrics": metrics}
-    paths["results"].write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
-    paths["report"].write_text(set_markdown(run_info, metrics, bset))
+    paths = _write_results(folder, run_info, metrics, set_markdown(run_info, metrics, bset))
     for plot in bset.plots(metrics):
         paths[plot.key] = plots.bar_plot(plot, folder / plot.filename, bset.title)
     return paths
