@@ -9,6 +9,7 @@ Kosmos-2 get a small byte-level BPE trained here with their special tokens.
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,19 @@ def kosmos_tokenizer() -> Any:
     return _small_bpe(specials, "<s>", "</s>", "<pad>", True)
 
 
+# shared by the tiny Qwen configs: the real models' vision token ids (the Qwen tokenizer's), Qwen3-VL's rope
+# and vision tower at tiny widths (deep-copied per config: transformers may keep the lists)
+_QWEN_VISION_TOKENS = dict(
+    image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653
+)
+_QWEN3_ROPE = {"rope_type": "default", "rope_theta": 5e6, "mrope_section": [2, 3, 3], "mrope_interleaved": True}
+_QWEN3_VISION = dict(
+    depth=3, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+    patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=144,
+    deepstack_visual_indexes=[0, 1, 2],
+)
+
+
 def tiny_config(family: str) -> Any:
     """A tiny transformers config of ``family`` (2 text layers, small widths)."""
     from transformers import (
@@ -108,8 +122,7 @@ def tiny_config(family: str) -> Any:
                 patch_size=14, spatial_merge_size=2, temporal_patch_size=2, fullatt_block_indexes=[1],
                 window_size=112,
             ),
-            image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
-            vision_end_token_id=151653, tie_word_embeddings=True,
+            **_QWEN_VISION_TOKENS, tie_word_embeddings=True,
         )
     if family == "qwen3vlmoe":
         from transformers import Qwen3VLMoeConfig
@@ -119,32 +132,22 @@ def tiny_config(family: str) -> Any:
                 vocab_size=QWEN_VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_experts=4, num_experts_per_tok=2,
                 moe_intermediate_size=24, decoder_sparse_step=1,
-                rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": [2, 3, 3], "mrope_interleaved": True},
+                rope_parameters=copy.deepcopy(_QWEN3_ROPE),
                 tie_word_embeddings=False,
             ),
-            vision_config=dict(
-                depth=3, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=144,
-                deepstack_visual_indexes=[0, 1, 2],
-            ),
-            image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
-            vision_end_token_id=151653, tie_word_embeddings=False,
+            vision_config=copy.deepcopy(_QWEN3_VISION),
+            **_QWEN_VISION_TOKENS, tie_word_embeddings=False,
         )
     if family == "qwen3vl":
         return Qwen3VLConfig(
             text_config=dict(
                 vocab_size=QWEN_VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
                 num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": [2, 3, 3], "mrope_interleaved": True},
+                rope_parameters=copy.deepcopy(_QWEN3_ROPE),
                 tie_word_embeddings=True,
             ),
-            vision_config=dict(
-                depth=3, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=144,
-                deepstack_visual_indexes=[0, 1, 2],
-            ),
-            image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
-            vision_end_token_id=151653, tie_word_embeddings=True,
+            vision_config=copy.deepcopy(_QWEN3_VISION),
+            **_QWEN_VISION_TOKENS, tie_word_embeddings=True,
         )
     if family in ("paligemma", "paligemma2"):
         vocab = len(gemma_tokenizer())
