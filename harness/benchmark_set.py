@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from harness.evaluate import evaluate_benchmark
 from harness.report import write_set_report
 from harness.spec import RunSpec, resolve
-from harness.store import CONFIG_FILE, RUN_FILE, SET_FILE, StoreMismatchError, _atomic_write
+from harness.store import CONFIG_FILE, RUN_FILE, SET_FILE, StoreMismatchError, atomic_write
 from tasks.registry import get_benchmark_set
 from tasks.suite_sets import BenchmarkSet
 
@@ -132,7 +132,7 @@ def claim_folder(output_dir: Path, info: Mapping[str, Any]) -> None:
             )
         return  # each member's store checks the rest of the set-up (protocol, policy, seed, ...)
     output_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, json.dumps(info, indent=2, sort_keys=True, default=str))
+    atomic_write(path, json.dumps(info, indent=2, sort_keys=True, default=str))
 
 
 def evaluate_set(cfg: DictConfig) -> dict[str, Any]:
@@ -152,7 +152,7 @@ def evaluate_set(cfg: DictConfig) -> dict[str, Any]:
         "selection": {key: _plain(cfg.get(key)) for key in ("tasks", "episodes_per_task", "episodes", "episodes_from")},
     }  # fmt: skip
     claim_folder(output_dir, {key: info[key] for key in ("benchmark_set", "members", "policy", "seed")})
-    _atomic_write(output_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))  # the latest invocation's
+    atomic_write(output_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))  # the latest invocation's
     member_metrics = {}
     for i, member in enumerate(bset.members):
         log.info("%s: member %d of %d, %s (%d episodes) into %s", bset.name, i + 1, len(bset.members), member,

@@ -85,7 +85,7 @@ class ResultStore:
         self.versions_changed = False
         if not path.exists():
             info = {**self.run_info, "versions": package_versions()}
-            _atomic_write(path, json.dumps(info, indent=2, sort_keys=True, default=str))
+            atomic_write(path, json.dumps(info, indent=2, sort_keys=True, default=str))
             return
         old = json.loads(path.read_text())
         if old.get("protocol_digest") != self.run_info["protocol_digest"]:
@@ -150,7 +150,7 @@ class ResultStore:
         return [self.records[k] for k in episodes if k in self.records]
 
     def write_config(self, text: str) -> None:
-        _atomic_write(self.folder / CONFIG_FILE, text)
+        atomic_write(self.folder / CONFIG_FILE, text)
 
     def close(self) -> None:
         if not self._fh.closed:
@@ -179,7 +179,8 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so a crash leaves the old file or the new one, never half of one."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)

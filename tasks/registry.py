@@ -76,11 +76,16 @@ class Benchmark(TypingProtocol):
     def failure_task(self, record: Record) -> str: ...
 
 
+def _load(table: Mapping[str, str], name: str, kind: str, default_attribute: str) -> Any:
+    """The object ``table[name]`` points at ("module" -> its ``default_attribute``, or "module:ATTRIBUTE")."""
+    if name not in table:
+        raise KeyError(f"unknown {kind} {name!r}; known: {sorted(table)}")
+    module, _, attribute = table[name].partition(":")
+    return getattr(importlib.import_module(module), attribute or default_attribute)
+
+
 def get_benchmark(name: str) -> Benchmark:
-    if name not in BENCHMARKS:
-        raise KeyError(f"unknown benchmark {name!r}; known: {sorted(BENCHMARKS)}")
-    module, _, attribute = BENCHMARKS[name].partition(":")
-    return getattr(importlib.import_module(module), attribute or "BENCHMARK")
+    return _load(BENCHMARKS, name, "benchmark", "BENCHMARK")
 
 
 def benchmark_watchdog_bounds(name: str) -> Mapping[str, float] | None:
@@ -89,7 +94,4 @@ def benchmark_watchdog_bounds(name: str) -> Mapping[str, float] | None:
 
 
 def get_benchmark_set(name: str) -> BenchmarkSet:
-    if name not in BENCHMARK_SETS:
-        raise KeyError(f"unknown benchmark set {name!r}; known: {sorted(BENCHMARK_SETS)}")
-    module, _, attribute = BENCHMARK_SETS[name].partition(":")
-    return getattr(importlib.import_module(module), attribute or "BENCHMARK_SET")
+    return _load(BENCHMARK_SETS, name, "benchmark set", "BENCHMARK_SET")
