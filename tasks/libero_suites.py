@@ -19,9 +19,13 @@ Protocols per suite (see ``tasks.libero_long`` for the loops):
 
 from __future__ import annotations
 
+from tasks.libero_long import BENCHMARK as LONG
 from tasks.libero_long import LiberoSuiteBenchmark
 
 SPATIAL = LiberoSuiteBenchmark("libero_spatial", "VLA/LiberoSpatial-v0", "libero_spatial", "LIBERO-Spatial", "LiberoSpatialEnv")
 OBJECT = LiberoSuiteBenchmark("libero_object", "VLA/LiberoObject-v0", "libero_object", "LIBERO-Object", "LiberoObjectEnv")
 GOAL = LiberoSuiteBenchmark("libero_goal", "VLA/LiberoGoal-v0", "libero_goal", "LIBERO-Goal", "LiberoGoalEnv")
 LIBERO_90 = LiberoSuiteBenchmark("libero_90", "VLA/Libero90-v0", "libero_90", "LIBERO-90", "Libero90Env")
+
+# every LIBERO suite's benchmark name, for what serves all of them alike (e.g. the scripted expert)
+LIBERO_BENCHMARKS: tuple[str, ...] = tuple(b.name for b in (SPATIAL, OBJECT, GOAL, LONG, LIBERO_90))

@@ -34,10 +34,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-LIBERO_SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_long", "libero_90")
+from tasks.libero_suites import LIBERO_BENCHMARKS
+
 PLANNER_MODULES = {
     # one goal-driven LIBERO expert for every suite: the plan comes from the task's BDDL goal predicates
-    **{suite: "policies.experts.libero" for suite in LIBERO_SUITES},
+    **{suite: "policies.experts.libero" for suite in LIBERO_BENCHMARKS},
     "calvin": "policies.experts.calvin",
     "simpler_bridge": "policies.experts.simpler_bridge",
 }
